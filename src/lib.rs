@@ -1,0 +1,1 @@
+//! bootseal: turn an unsealed bootc container image into a sealed one, working on registry blobs.
