@@ -1,1 +1,3 @@
 //! bootseal: turn an unsealed bootc container image into a sealed one, working on registry blobs.
+pub mod manifest;
+pub mod reference;
