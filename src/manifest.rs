@@ -47,11 +47,15 @@ impl Platform {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut parts = s.split('/');
         let (Some(os), Some(arch)) = (parts.next(), parts.next()) else {
-            return Err(format!("invalid platform {s:?}: expected OS/ARCH[/VARIANT]"));
+            return Err(format!(
+                "invalid platform {s:?}: expected OS/ARCH[/VARIANT]"
+            ));
         };
         let variant = parts.next().map(str::to_owned);
         if os.is_empty() || arch.is_empty() || parts.next().is_some() {
-            return Err(format!("invalid platform {s:?}: expected OS/ARCH[/VARIANT]"));
+            return Err(format!(
+                "invalid platform {s:?}: expected OS/ARCH[/VARIANT]"
+            ));
         }
         Ok(Platform {
             os: os.into(),
@@ -131,12 +135,10 @@ impl Document {
             }
             None => return Err("manifest is neither an image manifest nor an index".into()),
         };
-        let media_type = declared
-            .map(str::to_owned)
-            .unwrap_or_else(|| match kind {
-                DocumentKind::Index => OCI_INDEX.into(),
-                DocumentKind::Image => OCI_MANIFEST.into(),
-            });
+        let media_type = declared.map(str::to_owned).unwrap_or_else(|| match kind {
+            DocumentKind::Index => OCI_INDEX.into(),
+            DocumentKind::Image => OCI_MANIFEST.into(),
+        });
         Ok(Document {
             bytes,
             json,
@@ -171,7 +173,11 @@ impl Document {
                     .collect();
                 Err(format!(
                     "index has no manifest for platform {platform} (it has: {})",
-                    if have.is_empty() { "none".into() } else { have.join(", ") }
+                    if have.is_empty() {
+                        "none".into()
+                    } else {
+                        have.join(", ")
+                    }
                 ))
             }
         }
@@ -212,11 +218,21 @@ mod tests {
     #[test]
     fn kind_from_shape_when_media_type_missing() {
         let idx = br#"{"schemaVersion":2,"manifests":[]}"#.to_vec();
-        assert_eq!(Document::parse(idx, None).unwrap().kind, DocumentKind::Index);
+        assert_eq!(
+            Document::parse(idx, None).unwrap().kind,
+            DocumentKind::Index
+        );
         let img = br#"{"schemaVersion":2,"config":{},"layers":[]}"#.to_vec();
-        assert_eq!(Document::parse(img, None).unwrap().kind, DocumentKind::Image);
+        assert_eq!(
+            Document::parse(img, None).unwrap().kind,
+            DocumentKind::Image
+        );
         let bad = br#"{"schemaVersion":2,"mediaType":"text/plain"}"#.to_vec();
-        assert!(Document::parse(bad, None).unwrap_err().contains("text/plain"));
+        assert!(
+            Document::parse(bad, None)
+                .unwrap_err()
+                .contains("text/plain")
+        );
     }
 
     #[test]

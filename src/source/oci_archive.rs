@@ -1,0 +1,103 @@
+//! Reading an `oci-archive:` file: a tar of an OCI image layout. The tar is indexed once (name
+//! → offset, size) and blobs are read in place by seeking, never extracted.
+
+use super::oci_layout::select_from_layout_index;
+use super::{ImageSource, SourceError};
+use crate::manifest::{Descriptor, Document, DocumentKind};
+use crate::verify::{VerifyingReader, check_digest_syntax};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// An image inside a tar archive of an OCI layout.
+pub struct OciArchiveSource {
+    file: PathBuf,
+    tag: Option<String>,
+    name: String,
+    /// Member path (without leading `./`) → (data offset, size).
+    members: HashMap<String, (u64, u64)>,
+}
+
+impl OciArchiveSource {
+    pub fn open(file: &Path, tag: Option<&str>) -> Result<Self, SourceError> {
+        let name = match tag {
+            Some(t) => format!("oci-archive:{}:{t}", file.display()),
+            None => format!("oci-archive:{}", file.display()),
+        };
+        let err = |m: String| SourceError::new(&name, m);
+        let f = File::open(file).map_err(|e| err(e.to_string()))?;
+        let mut archive = tar::Archive::new(BufReader::new(f));
+        let mut members = HashMap::new();
+        for entry in archive
+            .entries()
+            .map_err(|e| err(format!("reading tar: {e}")))?
+        {
+            let entry = entry.map_err(|e| err(format!("reading tar: {e}")))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path().map_err(|e| err(format!("reading tar: {e}")))?;
+            let key = path.to_string_lossy().trim_start_matches("./").to_owned();
+            members.insert(key, (entry.raw_file_position(), entry.size()));
+        }
+        if !members.contains_key("oci-layout") {
+            return Err(err("not an OCI archive (no oci-layout member)".into()));
+        }
+        Ok(OciArchiveSource {
+            file: file.to_owned(),
+            tag: tag.map(str::to_owned),
+            name,
+            members,
+        })
+    }
+
+    fn open_member(&self, member: &str) -> Result<impl Read + Send + use<>, SourceError> {
+        let err = |m: String| SourceError::new(&self.name, m);
+        let &(offset, size) = self
+            .members
+            .get(member)
+            .ok_or_else(|| err(format!("archive has no member {member}")))?;
+        let mut f = File::open(&self.file).map_err(|e| err(e.to_string()))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(BufReader::with_capacity(1 << 20, f).take(size))
+    }
+}
+
+impl ImageSource for OciArchiveSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn root_manifest(&self) -> Result<Document, SourceError> {
+        let err = |m: String| SourceError::new(&self.name, m);
+        let mut bytes = Vec::new();
+        self.open_member("index.json")?
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(e.to_string()))?;
+        let index = Document::parse(bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
+        if index.kind != DocumentKind::Index {
+            return Err(err("index.json is not an image index".into()));
+        }
+        let entry = select_from_layout_index(&index, self.tag.as_deref()).map_err(err)?;
+        self.manifest(&entry)
+    }
+
+    fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError> {
+        let bytes = self.read_blob(desc)?;
+        Document::parse(bytes, Some(&desc.media_type))
+            .map_err(|m| SourceError::new(&self.name, format!("manifest {}: {m}", desc.digest)))
+    }
+
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {
+        check_digest_syntax(&desc.digest).map_err(|m| SourceError::new(&self.name, m))?;
+        let member = format!("blobs/{}", desc.digest.replacen(':', "/", 1));
+        Ok(Box::new(VerifyingReader::new(
+            self.open_member(&member)?,
+            &desc.digest,
+            Some(desc.size),
+            format!("{}: blob {}", self.name, desc.digest),
+        )))
+    }
+}

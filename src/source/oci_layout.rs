@@ -1,0 +1,106 @@
+//! Reading an OCI image layout directory (OCI image-spec `image-layout.md`): `index.json`
+//! names the image (by `org.opencontainers.image.ref.name` when a tag is given), blobs live in
+//! `blobs/<alg>/<hex>`.
+
+use super::{ImageSource, SourceError};
+use crate::manifest::{Descriptor, Document, DocumentKind};
+use crate::verify::{VerifyingReader, check_digest_syntax};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// The annotation that carries a tag in an OCI layout's index.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An image inside an OCI layout directory.
+pub struct OciLayoutSource {
+    dir: PathBuf,
+    tag: Option<String>,
+    name: String,
+}
+
+impl OciLayoutSource {
+    pub fn open(dir: &Path, tag: Option<&str>) -> Result<Self, SourceError> {
+        let name = match tag {
+            Some(t) => format!("oci:{}:{t}", dir.display()),
+            None => format!("oci:{}", dir.display()),
+        };
+        if !dir.join("oci-layout").is_file() {
+            return Err(SourceError::new(
+                name,
+                "not an OCI image layout (no oci-layout file)",
+            ));
+        }
+        Ok(OciLayoutSource {
+            dir: dir.to_owned(),
+            tag: tag.map(str::to_owned),
+            name,
+        })
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf, SourceError> {
+        check_digest_syntax(digest).map_err(|m| SourceError::new(&self.name, m))?;
+        let (alg, hex) = digest.split_once(':').expect("checked");
+        Ok(self.dir.join("blobs").join(alg).join(hex))
+    }
+}
+
+/// Picks the image an OCI layout index names: the entry tagged `tag`, or the only entry.
+pub fn select_from_layout_index(index: &Document, tag: Option<&str>) -> Result<Descriptor, String> {
+    let entries = index.index_entries()?;
+    let tagged = |d: &&Descriptor| {
+        d.annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(|v| v.as_str())
+            == tag
+    };
+    match tag {
+        Some(t) => entries
+            .iter()
+            .find(tagged)
+            .cloned()
+            .ok_or_else(|| format!("no image tagged {t:?} in the layout's index.json")),
+        None if entries.len() == 1 => Ok(entries[0].clone()),
+        None => Err(format!(
+            "index.json lists {} images; name one with :TAG",
+            entries.len()
+        )),
+    }
+}
+
+impl ImageSource for OciLayoutSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn root_manifest(&self) -> Result<Document, SourceError> {
+        let err = |m: String| SourceError::new(&self.name, m);
+        let bytes = std::fs::read(self.dir.join("index.json"))
+            .map_err(|e| err(format!("reading index.json: {e}")))?;
+        let index = Document::parse(bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
+        if index.kind != DocumentKind::Index {
+            return Err(err("index.json is not an image index".into()));
+        }
+        let entry = select_from_layout_index(&index, self.tag.as_deref()).map_err(err)?;
+        self.manifest(&entry)
+    }
+
+    fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError> {
+        let bytes = self.read_blob(desc)?;
+        Document::parse(bytes, Some(&desc.media_type))
+            .map_err(|m| SourceError::new(&self.name, format!("manifest {}: {m}", desc.digest)))
+    }
+
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {
+        let path = self.blob_path(&desc.digest)?;
+        let file = File::open(&path)
+            .map_err(|e| SourceError::new(&self.name, format!("blob {}: {e}", desc.digest)))?;
+        Ok(Box::new(VerifyingReader::new(
+            BufReader::with_capacity(1 << 20, file),
+            &desc.digest,
+            Some(desc.size),
+            format!("{}: blob {}", self.name, desc.digest),
+        )))
+    }
+}
