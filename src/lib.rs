@@ -1,7 +1,15 @@
 //! bootseal: turn an unsealed bootc container image into a sealed one, working on registry blobs.
+//!
+//! Modules follow the pipeline left to right: image reference -> source -> layer stream -> tree
+//! -> digest -> UKI -> signature -> new layer -> sink; `seal` strings them together and `cli`
+//! only parses flags.
+
 pub mod auth;
+pub mod digest;
 pub mod kargs;
+pub mod layer_stream;
 pub mod manifest;
 pub mod reference;
 pub mod source;
+pub mod tree;
 pub mod verify;

@@ -11,7 +11,7 @@ pub use registry::{RegistryOptions, RegistrySource};
 
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;
-use crate::verify::check_digest_syntax;
+use crate::verify::ContentDigest;
 use serde_json::Value;
 use std::io::Read;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub trait ImageSource: Send + Sync {
         let mut out = Vec::with_capacity(desc.size as usize);
         self.open_blob(desc)?
             .read_to_end(&mut out)
-            .map_err(|e| SourceError::new(self.name(), e.to_string()))?;
+            .map_err(|e| SourceError::new(self.name(), format!("blob {}: {e}", desc.digest)))?;
         Ok(out)
     }
 }
@@ -129,7 +129,7 @@ pub fn resolve(
     let config_descriptor = manifest.config().map_err(err)?;
     let layers = manifest.layers().map_err(err)?;
     for d in std::iter::once(&config_descriptor).chain(&layers) {
-        check_digest_syntax(&d.digest).map_err(err)?;
+        ContentDigest::parse(&d.digest).map_err(err)?;
     }
     let config_bytes = source.read_blob(&config_descriptor)?;
     let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
@@ -173,4 +173,18 @@ pub fn resolve(
         diff_ids,
         platform: platform.clone(),
     })
+}
+
+/// Wraps a blob stream so it fails unless it yields exactly the descriptor's bytes: the digest is
+/// checked at EOF and reading stops one byte past the declared size.
+pub(crate) fn verified(
+    reader: impl Read + Send + 'static,
+    desc: &Descriptor,
+) -> Result<Box<dyn Read + Send>, String> {
+    let expected = ContentDigest::parse(&desc.digest)?;
+    Ok(Box::new(crate::verify::VerifyingReader::new(
+        reader.take(desc.size.saturating_add(1)),
+        expected,
+        "blob",
+    )))
 }

@@ -4,7 +4,6 @@
 use super::oci_layout::select_from_layout_index;
 use super::{ImageSource, SourceError};
 use crate::manifest::{Descriptor, Document, DocumentKind};
-use crate::verify::{VerifyingReader, check_digest_syntax};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -91,13 +90,7 @@ impl ImageSource for OciArchiveSource {
     }
 
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {
-        check_digest_syntax(&desc.digest).map_err(|m| SourceError::new(&self.name, m))?;
-        let member = format!("blobs/{}", desc.digest.replacen(':', "/", 1));
-        Ok(Box::new(VerifyingReader::new(
-            self.open_member(&member)?,
-            &desc.digest,
-            Some(desc.size),
-            format!("{}: blob {}", self.name, desc.digest),
-        )))
+                let member = format!("blobs/{}", desc.digest.replacen(':', "/", 1));
+        super::verified(self.open_member(&member)?, desc).map_err(|m| SourceError::new(self.name(), m))
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{ImageSource, SourceError};
 use crate::manifest::{Descriptor, Document, DocumentKind};
-use crate::verify::{VerifyingReader, check_digest_syntax};
+use crate::verify::ContentDigest;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -39,9 +39,9 @@ impl OciLayoutSource {
     }
 
     fn blob_path(&self, digest: &str) -> Result<PathBuf, SourceError> {
-        check_digest_syntax(digest).map_err(|m| SourceError::new(&self.name, m))?;
-        let (alg, hex) = digest.split_once(':').expect("checked");
-        Ok(self.dir.join("blobs").join(alg).join(hex))
+        let d = ContentDigest::parse(digest).map_err(|m| SourceError::new(&self.name, m))?;
+        let (alg, _) = digest.split_once(':').unwrap_or_default();
+        Ok(self.dir.join("blobs").join(alg).join(d.hex()))
     }
 }
 
@@ -96,11 +96,6 @@ impl ImageSource for OciLayoutSource {
         let path = self.blob_path(&desc.digest)?;
         let file = File::open(&path)
             .map_err(|e| SourceError::new(&self.name, format!("blob {}: {e}", desc.digest)))?;
-        Ok(Box::new(VerifyingReader::new(
-            BufReader::with_capacity(1 << 20, file),
-            &desc.digest,
-            Some(desc.size),
-            format!("{}: blob {}", self.name, desc.digest),
-        )))
+        super::verified(BufReader::with_capacity(1 << 20, file), desc).map_err(|m| SourceError::new(self.name(), m))
     }
 }

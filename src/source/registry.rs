@@ -4,7 +4,6 @@
 use super::{ImageSource, SourceError};
 use crate::auth::{self, AuthOptions};
 use crate::manifest::{Descriptor, Document, MANIFEST_TYPES};
-use crate::verify::VerifyingReader;
 use futures_util::TryStreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
@@ -224,15 +223,10 @@ impl ImageSource for RegistrySource {
             tokio_util::io::StreamReader::new(stream.stream.map_err(std::io::Error::other));
         let bridge =
             tokio_util::io::SyncIoBridge::new_with_handle(reader, runtime.handle().clone());
-        Ok(Box::new(VerifyingReader::new(
-            KeepAlive {
+        super::verified(KeepAlive {
                 inner: bridge,
                 _runtime: runtime,
-            },
-            &desc.digest,
-            Some(desc.size),
-            format!("{}: blob {}", self.name(), desc.digest),
-        )))
+            }, desc).map_err(|m| SourceError::new(self.name(), m))
     }
 }
 

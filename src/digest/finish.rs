@@ -1,0 +1,164 @@
+//! From the applied tree to the digest: OCI transform, boot transform, SELinux, EROFS.
+//!
+//! The boot transform is composefs-boot 0.9.0's. `transform_for_boot(&repo)` would also run
+//! `get_boot_resources`, which needs every boot file's bytes; instead
+//! `transform_for_boot_from_dir` on an empty directory empties `/boot` and `/sysroot` (and
+//! strips labels), and `selabel::selabel` then labels the tree from the tree's own policy, the
+//! way `transform_for_boot(&repo)` does, reading the external policy files from a throw-away
+//! repository that holds only the stashed policy objects. Labels are recomputed from scratch
+//! there, so the earlier strip does not change the outcome (composefs-boot `selabel.rs`).
+
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+use composefs::fsverity::FsVerityHashValue;
+use composefs::generic_tree::LeafContent;
+use composefs::repository::{Repository, RepositoryConfig};
+use composefs::tree::{Directory, FileSystem, Inode, RegularFile};
+use composefs_boot::BootOps;
+
+use super::{DigestOptions, ErofsVersion, Timings};
+use crate::tree::capture::Stash;
+use crate::tree::{CapturedFiles, ObjectId, TreeBuilder};
+
+pub(crate) struct Finished {
+    pub digest_hex: String,
+    pub timings: Timings,
+    pub warnings: Vec<String>,
+    pub captured: CapturedFiles,
+    pub erofs: Option<Vec<u8>>,
+    pub dumpfile: Option<String>,
+}
+
+pub(crate) fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
+    let start = Instant::now();
+    let TreeBuilder { mut fs, stash } = tree;
+    let captured = CapturedFiles::collect(&fs, &opts.capture, &stash);
+
+    let usr = match fs.root.get_directory_opt(OsStr::new("usr")) {
+        Ok(Some(usr)) => usr.stat.clone(),
+        _ => return Err("image has no /usr directory".to_string()),
+    };
+    for dir in ["boot", "sysroot"] {
+        if !matches!(fs.root.get_directory_opt(OsStr::new(dir)), Ok(Some(_))) {
+            return Err(format!(
+                "image has no /{dir} directory (composefs-boot requires /boot and /sysroot)"
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    if opts.erofs_version == ErofsVersion::V1 {
+        warnings.extend(subsecond_mtime_warnings(&fs, usr.st_mtim_nsec));
+    }
+
+    fs.transform_for_oci(&Default::default())
+        .map_err(|e| format!("OCI transform: {e}"))?;
+    boot_transform(&mut fs, &stash)?;
+    let transforms = start.elapsed();
+
+    let erofs_start = Instant::now();
+    let (image, id) = fs.compute_image_bytes(opts.erofs_version.format());
+    let erofs_time = erofs_start.elapsed();
+
+    let dumpfile = if opts.keep_dumpfile {
+        let mut out = Vec::new();
+        composefs::dumpfile::write_dumpfile(&mut out, &fs).map_err(|e| format!("dumpfile: {e}"))?;
+        Some(String::from_utf8_lossy(&out).into_owned())
+    } else {
+        None
+    };
+    Ok(Finished {
+        digest_hex: id.to_hex(),
+        timings: Timings {
+            transforms,
+            erofs: erofs_time,
+            layers: Duration::ZERO,
+            total: Duration::ZERO,
+        },
+        warnings,
+        captured,
+        erofs: opts.keep_erofs.then(|| image.into_vec()),
+        dumpfile,
+    })
+}
+
+/// composefs-rs 0.9.0 (bootc 1.16.7–1.16.9) keeps the sub-second mtime of the emptied /boot and
+/// /sysroot; 0.9.4 copies /usr's. With V1 (which stores nanoseconds) the two give different
+/// digests exactly when they differ (research/composefs.md §4.3).
+fn subsecond_mtime_warnings(fs: &FileSystem<ObjectId>, usr_nsec: u32) -> Vec<String> {
+    ["boot", "sysroot"]
+        .into_iter()
+        .filter_map(|name| {
+            let dir = fs.root.get_directory_opt(OsStr::new(name)).ok()??;
+            (dir.stat.st_mtim_nsec != usr_nsec).then(|| {
+                format!(
+                    "/{name} has a sub-second mtime (.{:09}) different from /usr's (.{usr_nsec:09}): \
+                     this V1 digest matches composefs-rs 0.9.0 (bootc 1.16.7-1.16.9) but not \
+                     composefs-rs >= 0.9.4, which copies /usr's nanoseconds",
+                    dir.stat.st_mtim_nsec
+                )
+            })
+        })
+        .collect()
+}
+
+fn boot_transform(fs: &mut FileSystem<ObjectId>, stash: &Stash) -> Result<(), String> {
+    let empty = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let empty_fd =
+        std::fs::File::open(empty.path()).map_err(|e| format!("temporary directory: {e}"))?;
+    fs.transform_for_boot_from_dir(&empty_fd)
+        .map_err(|e| format!("boot transform: {e:#}"))?;
+
+    let repo_dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let (repo, _) = Repository::<ObjectId>::init_path(
+        rustix::fs::CWD,
+        repo_dir.path().join("repo"),
+        RepositoryConfig::new(composefs::fsverity::Algorithm::SHA512).set_insecure(),
+    )
+    .map_err(|e| format!("temporary policy repository: {e:#}"))?;
+    let mut missing = Vec::new();
+    if let Ok(Some(selinux)) = fs.root.get_directory_opt(OsStr::new("etc/selinux")) {
+        store_policy_objects(fs, selinux, stash, &repo, &mut missing)?;
+    }
+    composefs_boot::selabel::selabel(fs, &repo).map_err(|e| {
+        let mut msg = format!("SELinux labelling: {e:#}");
+        if !missing.is_empty() {
+            msg.push_str(&format!(
+                " (policy files not captured: {})",
+                missing.join(", ")
+            ));
+        }
+        msg
+    })?;
+    Ok(())
+}
+
+/// Writes the stashed contents of every external file below /etc/selinux to `repo`.
+fn store_policy_objects(
+    fs: &FileSystem<ObjectId>,
+    dir: &Directory<ObjectId>,
+    stash: &Stash,
+    repo: &Repository<ObjectId>,
+    missing: &mut Vec<String>,
+) -> Result<(), String> {
+    for (name, inode) in dir.sorted_entries() {
+        match inode {
+            Inode::Directory(sub) => store_policy_objects(fs, sub, stash, repo, missing)?,
+            Inode::Leaf(id, _) => {
+                if let LeafContent::Regular(RegularFile::External(oid, _)) = &fs.leaf(*id).content {
+                    match stash.get(oid) {
+                        Some(blob) => {
+                            let data = blob.to_vec().map_err(|e| format!("stashed file: {e}"))?;
+                            let stored = repo
+                                .ensure_object(&data)
+                                .map_err(|e| format!("temporary policy repository: {e:#}"))?;
+                            debug_assert_eq!(&stored, oid);
+                        }
+                        None => missing.push(name.to_string_lossy().into_owned()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

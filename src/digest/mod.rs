@@ -1,0 +1,233 @@
+//! Digest: the composefs fs-verity digest bootc puts on the kernel command line, from layers.
+//!
+//! [`compute`] streams every layer once (in parallel, see [`pipeline`]), builds the tree with
+//! composefs-oci's semantics, applies `transform_for_oci` and the boot transform with SELinux
+//! labels from the image's own policy ([`finish`]), and returns the fs-verity SHA-512 of the EROFS
+//! image in the requested format, exactly as bootc's `compute-composefs-digest-from-storage` and
+//! `generate_boot_image` do (research/composefs.md §1, §5.2).
+
+mod finish;
+mod image;
+mod pipeline;
+
+pub use image::{layer_inputs, of_image};
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::tree::{CaptureSet, CapturedFiles};
+use crate::verify::ContentDigest;
+
+/// EROFS image format the digest is computed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErofsVersion {
+    /// Default of bootc ≥ 1.16.4 for new installs.
+    #[default]
+    V1,
+    /// Hosts installed by bootc ≤ 1.16.3 (legacy repositories).
+    V2,
+}
+
+impl ErofsVersion {
+    pub fn number(self) -> u8 {
+        match self {
+            ErofsVersion::V1 => 1,
+            ErofsVersion::V2 => 2,
+        }
+    }
+
+    fn format(self) -> composefs::erofs::format::FormatVersion {
+        match self {
+            ErofsVersion::V1 => composefs::erofs::format::FormatVersion::V1,
+            ErofsVersion::V2 => composefs::erofs::format::FormatVersion::V2,
+        }
+    }
+}
+
+impl std::str::FromStr for ErofsVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "1" | "v1" | "V1" => Ok(ErofsVersion::V1),
+            "2" | "v2" | "V2" => Ok(ErofsVersion::V2),
+            _ => Err(format!("unknown EROFS version {s:?} (expected 1 or 2)")),
+        }
+    }
+}
+
+/// Opens a layer's compressed bytes.
+pub type OpenLayer = Box<dyn FnOnce() -> anyhow::Result<Box<dyn Read + Send>> + Send>;
+
+/// One layer as the digest needs it, independent of where the bytes come from.
+pub struct LayerInput {
+    /// The compressed blob digest; used in messages.
+    pub digest: String,
+    pub media_type: String,
+    /// The config's `rootfs.diff_ids` entry for this layer.
+    pub diff_id: String,
+    /// Compressed bytes, already verified against `digest` by the source while they stream.
+    pub open: OpenLayer,
+}
+
+impl LayerInput {
+    /// An uncompressed in-memory tar layer (e.g. the seal pipeline's whiteouts).
+    pub fn from_tar(tar: Arc<[u8]>) -> Self {
+        let digest = ContentDigest::sha256_of(&tar).to_string();
+        Self {
+            digest: digest.clone(),
+            media_type: "application/vnd.oci.image.layer.v1.tar".to_string(),
+            diff_id: digest,
+            open: Box::new(move || Ok(Box::new(std::io::Cursor::new(tar)) as Box<dyn Read + Send>)),
+        }
+    }
+}
+
+/// What to compute besides the digest.
+#[derive(Debug, Clone, Default)]
+pub struct DigestOptions {
+    pub erofs_version: ErofsVersion,
+    /// Files whose contents the caller wants back (see [`CaptureSet`]).
+    pub capture: CaptureSet,
+    /// Uncompressed tar layers applied after the image's layers, in order.
+    pub extra_layers: Vec<Arc<[u8]>>,
+    /// Keep the EROFS image bytes in the report (for fsck.erofs and debugging).
+    pub keep_erofs: bool,
+    /// Keep the composefs dumpfile of the final tree in the report.
+    pub keep_dumpfile: bool,
+    /// Layers processed at once; `None` means the number of CPUs.
+    pub parallelism: Option<usize>,
+}
+
+/// Wall-clock time per phase.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    /// Decompress, hash, parse and apply all layers.
+    pub layers: Duration,
+    /// OCI and boot transforms, SELinux labelling.
+    pub transforms: Duration,
+    /// EROFS serialisation and its fs-verity digest.
+    pub erofs: Duration,
+    pub total: Duration,
+}
+
+/// The digest and what was measured on the way.
+#[derive(Debug)]
+pub struct DigestReport {
+    pub image: String,
+    /// fs-verity SHA-512 of the EROFS image, 128 lowercase hex digits.
+    pub digest_hex: String,
+    pub erofs_version: ErofsVersion,
+    pub layer_count: usize,
+    pub compressed_bytes: u64,
+    pub uncompressed_bytes: u64,
+    /// Regular files larger than 64 bytes (stored as external objects) and their bytes.
+    pub external_files: u64,
+    pub external_bytes: u64,
+    pub timings: Timings,
+    /// Things that may make the digest differ between bootc versions.
+    pub warnings: Vec<String>,
+    pub captured: CapturedFiles,
+    pub erofs: Option<Vec<u8>>,
+    pub dumpfile: Option<String>,
+}
+
+impl DigestReport {
+    /// The machine-readable summary (`bootseal digest --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "image": self.image,
+            "digest": self.digest_hex,
+            "erofs_version": self.erofs_version.number(),
+            "layers": self.layer_count,
+            "compressed_bytes": self.compressed_bytes,
+            "uncompressed_bytes": self.uncompressed_bytes,
+            "external_files": self.external_files,
+            "external_bytes": self.external_bytes,
+            "timings_ms": {
+                "layers": self.timings.layers.as_millis() as u64,
+                "transforms": self.timings.transforms.as_millis() as u64,
+                "erofs": self.timings.erofs.as_millis() as u64,
+                "total": self.timings.total.as_millis() as u64,
+            },
+            "warnings": self.warnings,
+        })
+    }
+}
+
+/// A one-line error naming the image, and where known the layer and the tar path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestError {
+    pub image: String,
+    pub layer: Option<String>,
+    pub path: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for DigestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.image)?;
+        if let Some(layer) = &self.layer {
+            write!(f, ": layer {layer}")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, ": {path}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for DigestError {}
+
+impl DigestError {
+    fn image(image: &str, message: impl Into<String>) -> Self {
+        Self {
+            image: image.to_string(),
+            layer: None,
+            path: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Computes the composefs digest of the image made of `layers` (in `diff_ids` order) plus
+/// `opts.extra_layers`.
+pub fn compute(
+    image_name: &str,
+    mut layers: Vec<LayerInput>,
+    opts: &DigestOptions,
+) -> Result<DigestReport, DigestError> {
+    let start = Instant::now();
+    layers.extend(opts.extra_layers.iter().cloned().map(LayerInput::from_tar));
+    let layer_count = layers.len();
+
+    let mut capture = opts.capture.clone();
+    capture.extend(&CaptureSet::selinux_policy());
+    let parallelism = opts.parallelism.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let built = pipeline::build_tree(image_name, layers, &capture, parallelism)?;
+    let layers_done = Instant::now();
+
+    let finished = finish::finish(built.tree, opts)
+        .map_err(|message| DigestError::image(image_name, message))?;
+
+    let mut timings = finished.timings;
+    timings.layers = layers_done - start;
+    timings.total = start.elapsed();
+    Ok(DigestReport {
+        image: image_name.to_string(),
+        digest_hex: finished.digest_hex,
+        erofs_version: opts.erofs_version,
+        layer_count,
+        compressed_bytes: built.compressed_bytes,
+        uncompressed_bytes: built.uncompressed_bytes,
+        external_files: built.external_files,
+        external_bytes: built.external_bytes,
+        timings,
+        warnings: finished.warnings,
+        captured: finished.captured,
+        erofs: finished.erofs,
+        dumpfile: finished.dumpfile,
+    })
+}

@@ -1,0 +1,156 @@
+//! Parallel layer processing with strictly ordered application.
+//!
+//! Up to `parallelism` worker threads each take the next unprocessed layer, decompress it,
+//! check its `diff_id`, parse the tar and fs-verity-hash its files, producing a compact entry
+//! list. The calling thread applies those lists to the tree in layer order as they become
+//! available, so memory holds entry metadata, never layer content. The first failing layer in
+//! layer order is reported; layers after a failure are cancelled.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
+
+use crate::layer_stream::LayerStream;
+use crate::tree::{CaptureSet, EntryError, ParsedLayer, TreeBuilder, parse_layer};
+
+use super::{DigestError, LayerInput};
+
+/// The tree after all layers, with byte counts.
+pub(crate) struct BuiltTree {
+    pub tree: TreeBuilder,
+    pub compressed_bytes: u64,
+    pub uncompressed_bytes: u64,
+    pub external_files: u64,
+    pub external_bytes: u64,
+}
+
+struct LayerResult {
+    parsed: ParsedLayer,
+    compressed_bytes: u64,
+}
+
+fn process_layer(
+    input: LayerInput,
+    capture: &CaptureSet,
+    cancel: &AtomicBool,
+) -> Result<LayerResult, EntryError> {
+    let reader = (input.open)().map_err(|e| EntryError::layer(format!("{e:#}")))?;
+    let mut stream =
+        LayerStream::open(reader, &input.media_type, &input.diff_id).map_err(EntryError::layer)?;
+    let parsed = parse_layer(&mut stream, capture, cancel)?;
+    if !stream.is_verified() {
+        // parse_layer reads to EOF, which is where the check happens; this cannot be reached
+        // unless a reader reports EOF twice inconsistently.
+        return Err(EntryError::layer("layer stream was not read to its end"));
+    }
+    Ok(LayerResult {
+        parsed,
+        compressed_bytes: stream.compressed_bytes(),
+    })
+}
+
+pub(crate) fn build_tree(
+    image: &str,
+    layers: Vec<LayerInput>,
+    capture: &CaptureSet,
+    parallelism: usize,
+) -> Result<BuiltTree, DigestError> {
+    let count = layers.len();
+    let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+    let slots: Vec<Mutex<Option<LayerInput>>> =
+        layers.into_iter().map(|l| Mutex::new(Some(l))).collect();
+    let next = AtomicUsize::new(0);
+    // Layers with an index above this are not worth finishing: an earlier one failed.
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let cancel_flags: Vec<AtomicBool> = (0..count).map(|_| AtomicBool::new(false)).collect();
+
+    let fail = |index: usize| {
+        first_failure.fetch_min(index, Ordering::SeqCst);
+        for flag in &cancel_flags[index + 1..] {
+            flag.store(true, Ordering::Relaxed);
+        }
+    };
+
+    let mut built = BuiltTree {
+        tree: TreeBuilder::new(),
+        compressed_bytes: 0,
+        uncompressed_bytes: 0,
+        external_files: 0,
+        external_bytes: 0,
+    };
+    let mut error: Option<(usize, EntryError)> = None;
+
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Result<LayerResult, EntryError>)>();
+        for _ in 0..parallelism.clamp(1, count.max(1)) {
+            let tx = tx.clone();
+            let (slots, next, first_failure, cancel_flags) =
+                (&slots, &next, &first_failure, &cancel_flags);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    if index >= count || index > first_failure.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let input = slots[index]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                        .expect("each layer is taken once");
+                    let result = process_layer(input, capture, &cancel_flags[index]);
+                    if tx.send((index, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+
+        let mut ready: BTreeMap<usize, LayerResult> = BTreeMap::new();
+        let mut next_to_apply = 0;
+        for (index, result) in rx {
+            match result {
+                Ok(r) => {
+                    ready.insert(index, r);
+                }
+                Err(e) => {
+                    if error.as_ref().is_none_or(|(i, _)| index < *i) {
+                        error = Some((index, e));
+                    }
+                    fail(index);
+                }
+            }
+            while let Some(r) = ready.remove(&next_to_apply) {
+                if error.as_ref().is_some_and(|(i, _)| *i < next_to_apply) {
+                    break;
+                }
+                built.compressed_bytes += r.compressed_bytes;
+                built.uncompressed_bytes += r.parsed.uncompressed_bytes;
+                built.external_files += r.parsed.external_files;
+                built.external_bytes += r.parsed.external_bytes;
+                if let Err(e) = built.tree.apply(r.parsed) {
+                    if error.as_ref().is_none_or(|(i, _)| next_to_apply < *i) {
+                        error = Some((next_to_apply, e));
+                    }
+                    fail(next_to_apply);
+                    break;
+                }
+                next_to_apply += 1;
+            }
+            // Results after a failure are dropped as they arrive.
+            if let Some((i, _)) = &error {
+                ready.retain(|k, _| k < i);
+            }
+        }
+    });
+
+    match error {
+        Some((index, e)) => Err(DigestError {
+            image: image.to_string(),
+            layer: Some(digests[index].clone()),
+            path: e.path,
+            message: e.message,
+        }),
+        None => Ok(built),
+    }
+}

@@ -1,0 +1,68 @@
+//! The reference: composefs-oci 0.9.0's own pipeline, as bootc runs it (research §5.2(c)).
+//!
+//! A throw-away insecure SHA-512 repository; `pull_image` of `oci:DIR:TAG` (composefs-oci reads
+//! OCI layouts itself, no skopeo); `create_filesystem`; `transform_for_boot`; `compute_image_id`.
+//! For V1 also `generate_boot_image`, bootc's install path, which must agree.
+
+use std::sync::Arc;
+
+use composefs::erofs::format::FormatVersion;
+use composefs::fsverity::{Algorithm, FsVerityHashValue, Sha512HashValue};
+use composefs::repository::{Repository, RepositoryConfig};
+use composefs_boot::BootOps;
+
+use super::image_builder::BuiltImage;
+
+pub fn format(version: u8) -> FormatVersion {
+    match version {
+        1 => FormatVersion::V1,
+        2 => FormatVersion::V2,
+        v => panic!("no EROFS version {v}"),
+    }
+}
+
+/// composefs-oci's digest of `image`, or its error as text.
+pub fn try_reference_digest(image: &BuiltImage, version: u8) -> Result<String, String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, _) = Repository::<Sha512HashValue>::init_path(
+        rustix::fs::CWD,
+        tmp.path().join("repo"),
+        RepositoryConfig::new(Algorithm::SHA512).set_insecure(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let repo = Arc::new(repo);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pull, _) = rt
+        .block_on(composefs_oci::pull_image(
+            &repo,
+            &image.oci_ref(),
+            None,
+            None,
+            Arc::new(composefs_oci::NullReporter),
+        ))
+        .map_err(|e| format!("{e:#}"))?;
+    let mut fs = composefs_oci::image::create_filesystem(
+        &repo,
+        &pull.config_digest,
+        Some(&pull.config_verity),
+        &Default::default(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    fs.transform_for_boot(&repo).map_err(|e| format!("{e:#}"))?;
+    let id = fs.compute_image_id(format(version)).to_hex();
+    if version == 1 {
+        let installed =
+            composefs_oci::generate_boot_image(&repo, &pull.manifest_digest, &Default::default())
+                .map_err(|e| format!("{e:#}"))?;
+        assert_eq!(installed.to_hex(), id, "generate_boot_image disagrees with create_filesystem");
+    }
+    Ok(id)
+}
+
+pub fn reference_digest(image: &BuiltImage, version: u8) -> String {
+    try_reference_digest(image, version)
+        .unwrap_or_else(|e| panic!("reference pipeline failed on {}: {e}", image.oci_ref()))
+}
