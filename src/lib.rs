@@ -5,6 +5,7 @@
 //! only parses flags.
 
 pub mod auth;
+pub mod cli;
 pub mod digest;
 pub mod kargs;
 pub mod layer_stream;

@@ -90,7 +90,8 @@ impl ImageSource for OciArchiveSource {
     }
 
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {
-                let member = format!("blobs/{}", desc.digest.replacen(':', "/", 1));
-        super::verified(self.open_member(&member)?, desc).map_err(|m| SourceError::new(self.name(), m))
+        let member = format!("blobs/{}", desc.digest.replacen(':', "/", 1));
+        super::verified(self.open_member(&member)?, desc)
+            .map_err(|m| SourceError::new(self.name(), m))
     }
 }

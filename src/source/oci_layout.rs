@@ -96,6 +96,7 @@ impl ImageSource for OciLayoutSource {
         let path = self.blob_path(&desc.digest)?;
         let file = File::open(&path)
             .map_err(|e| SourceError::new(&self.name, format!("blob {}: {e}", desc.digest)))?;
-        super::verified(BufReader::with_capacity(1 << 20, file), desc).map_err(|m| SourceError::new(self.name(), m))
+        super::verified(BufReader::with_capacity(1 << 20, file), desc)
+            .map_err(|m| SourceError::new(self.name(), m))
     }
 }

@@ -223,10 +223,14 @@ impl ImageSource for RegistrySource {
             tokio_util::io::StreamReader::new(stream.stream.map_err(std::io::Error::other));
         let bridge =
             tokio_util::io::SyncIoBridge::new_with_handle(reader, runtime.handle().clone());
-        super::verified(KeepAlive {
+        super::verified(
+            KeepAlive {
                 inner: bridge,
                 _runtime: runtime,
-            }, desc).map_err(|m| SourceError::new(self.name(), m))
+            },
+            desc,
+        )
+        .map_err(|m| SourceError::new(self.name(), m))
     }
 }
 

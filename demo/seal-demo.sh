@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# seal-demo.sh [--boot]: the whole bootseal job on an embedded default, nothing prepared by hand.
+#  1. builds a small bootc-like image (5 layers) from Debian packages: the kernel of
+#     linux-image-amd64 with some of its modules and a busybox initramfs, systemd-boot-efi's stub
+#     and boot loader, an os-release and a kargs.d file;
+#  2. starts a throw-away docker-registry on 127.0.0.1 and pushes the image with skopeo;
+#  3. generates a test Secure Boot key and certificate;
+#  4. `bootseal seal`s registry -> registry, `bootseal verify`s the result and prints it;
+#  5. with --boot, boots the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG).
+# Needs (Debian): skopeo umoci docker-registry openssl cpio busybox (downloaded), and for --boot
+# qemu-system-x86 ovmf mtools dosfstools plus virt-fw-vars (pip install virt-firmware).
+set -euo pipefail
+
+BOOT=0
+for a in "$@"; do
+  case "$a" in
+    --boot) BOOT=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "seal-demo: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+work=${DEMO_WORK:-$(mktemp -d /tmp/bootseal-demo.XXXXXX)}
+mkdir -p "$work"
+say() { printf '\n== %s\n' "$*"; }
+
+if [ -z "${BOOTSEAL:-}" ]; then
+  say "building bootseal (release)"
+  (cd "$top" && cargo build --release --quiet)
+  BOOTSEAL=${CARGO_TARGET_DIR:-$top/target}/release/bootseal
+fi
+
+say "downloading Debian packages into $work/debs"
+mkdir -p "$work/debs"
+cd "$work/debs"
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+if [ -z "$kpkg" ]; then
+  [ "$(id -u)" = 0 ] && apt-get update -qq
+  kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+fi
+ls "$kpkg"_*.deb >/dev/null 2>&1 || apt-get download -q "$kpkg"
+ls systemd-boot-efi_*.deb >/dev/null 2>&1 || apt-get download -q systemd-boot-efi
+ls busybox-static_*.deb >/dev/null 2>&1 || apt-get download -q busybox-static
+
+say "assembling the root filesystem layers"
+x="$work/extract"; rm -rf "$x"; mkdir -p "$x"
+for d in *.deb; do dpkg-deb -x "$d" "$x"; done
+kver=$(ls "$x/lib/modules" | head -1)
+L="$work/layers"; rm -rf "$L"; mkdir -p "$L"/{1,2,3,4,5}
+# layer 1: the skeleton and a userland
+mkdir -p "$L/1"/{boot,sysroot,run,tmp,var,etc,proc,sys,dev,usr/bin,usr/lib/bootc/kargs.d}
+cp "$x/bin/busybox" "$L/1/usr/bin/busybox"
+ln -s usr/bin "$L/1/bin"
+printf 'NAME="bootseal demo"\nID=bootseal-demo\nVERSION_ID=1\nPRETTY_NAME="bootseal demo 1"\n' > "$L/1/usr/lib/os-release"
+ln -s ../usr/lib/os-release "$L/1/etc/os-release"
+# layer 2: kernel modules (a subset, to keep the demo small)
+mkdir -p "$L/2/usr/lib/modules/$kver/kernel"
+cp -a "$x/lib/modules/$kver/kernel/fs" "$L/2/usr/lib/modules/$kver/kernel/"
+cp -a "$x/lib/modules/$kver"/modules.* "$L/2/usr/lib/modules/$kver/" 2>/dev/null || true
+# layer 3: the kernel and an initramfs that prints the command line
+mkdir -p "$L/3/usr/lib/modules/$kver"
+cp "$x/boot/vmlinuz-$kver" "$L/3/usr/lib/modules/$kver/vmlinuz"
+ird="$work/initrd"; rm -rf "$ird"; mkdir -p "$ird/bin"
+cp "$x/bin/busybox" "$ird/bin/busybox"
+printf '#!/bin/busybox sh\n/bin/busybox echo "bootseal-demo: /proc/cmdline follows"\n/bin/busybox mount -t proc proc /proc 2>/dev/null; /bin/busybox cat /proc/cmdline\n/bin/busybox poweroff -f\n' > "$ird/init"
+chmod +x "$ird/init"; mkdir -p "$ird/proc"
+(cd "$ird" && find . | cpio -o -H newc --quiet | gzip -9n) > "$L/3/usr/lib/modules/$kver/initramfs.img"
+# layer 4: systemd-boot and the UKI stub
+mkdir -p "$L/4/usr/lib/systemd/boot/efi"
+cp "$x/usr/lib/systemd/boot/efi/"{linuxx64.efi.stub,systemd-bootx64.efi} "$L/4/usr/lib/systemd/boot/efi/"
+# layer 5: kernel arguments the image asks for
+mkdir -p "$L/5/usr/lib/bootc/kargs.d"
+printf 'kargs = ["console=ttyS0", "panic=-1"]\nmatch-architectures = ["x86_64"]\n' > "$L/5/usr/lib/bootc/kargs.d/10-console.toml"
+
+say "building the OCI image with umoci"
+lay="$work/layout"; rm -rf "$lay"
+umoci init --layout "$lay" >/dev/null
+umoci new --image "$lay:base" >/dev/null
+for i in 1 2 3 4 5; do
+  umoci insert --rootless --image "$lay:base" "$L/$i" / --history.comment "demo layer $i" >/dev/null
+done
+umoci config --image "$lay:base" --os linux --architecture amd64 \
+  --config.label containers.bootc=1 --config.cmd /usr/bin/busybox >/dev/null
+
+say "starting a local registry"
+reg="$work/registry"; rm -rf "$reg"; mkdir -p "$reg/data"
+cat > "$reg/config.yml" <<YAML
+version: 0.1
+log: { level: info }
+storage: { filesystem: { rootdirectory: $reg/data } }
+http: { addr: 127.0.0.1:0, secret: demo-only }
+YAML
+docker-registry serve "$reg/config.yml" > "$reg/log" 2>&1 &
+regpid=$!
+trap 'kill $regpid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$reg/log" | head -1 | cut -d: -f2 || true)
+  [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ -n "$port" ] || { cat "$reg/log"; echo "registry did not start" >&2; exit 1; }
+R=127.0.0.1:$port
+skopeo copy -q --dest-tls-verify=false "oci:$lay:base" "docker://$R/demo/os:base"
+echo "pushed docker://$R/demo/os:base"
+
+say "generating a test Secure Boot key"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db key" \
+  -keyout "$work/db.key" -out "$work/db.crt" 2>/dev/null
+
+say "sealing"
+"$BOOTSEAL" seal --tls-verify=false --from "docker://$R/demo/os:base" --to "docker://$R/demo/os:sealed" \
+  --key "$work/db.key" --cert "$work/db.crt" --digestfile "$work/sealed.digest"
+
+say "verifying"
+"$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"
+
+if [ "$BOOT" = 1 ]; then
+  say "booting the sealed UKI under OVMF Secure Boot"
+  out="$work/sealed-layout"; rm -rf "$out"
+  skopeo copy -q --src-tls-verify=false "docker://$R/demo/os:sealed" "oci:$out:sealed"
+  "$BOOTSEAL" extract-uki "oci:$out:sealed" -o "$work/sealed-uki.efi"
+  digest=$("$BOOTSEAL" digest "oci:$out:sealed")
+  bash "$top/tests/tools/secureboot-boot.sh" "$work/sealed-uki.efi" "$work/db.crt" "composefs=$digest"
+fi
+say "done; work files are in $work"
