@@ -77,9 +77,15 @@ say "building the OCI image with umoci"
 lay="$work/layout"; rm -rf "$lay"
 umoci init --layout "$lay" >/dev/null
 umoci new --image "$lay:base" >/dev/null
+# umoci 0.4.7's `insert` writes tars without their end (GNU tar: "Unexpected EOF"), which
+# bootseal rightly refuses; unpack -> copy -> repack writes complete layers.
 for i in 1 2 3 4 5; do
-  umoci insert --rootless --image "$lay:base" "$L/$i" / --history.comment "demo layer $i" >/dev/null
+  rm -rf "$work/bundle"
+  umoci unpack --rootless --image "$lay:base" "$work/bundle" >/dev/null
+  cp -a "$L/$i/." "$work/bundle/rootfs/"
+  umoci repack --image "$lay:base" --history.comment "demo layer $i" "$work/bundle" >/dev/null
 done
+rm -rf "$work/bundle"
 umoci config --image "$lay:base" --os linux --architecture amd64 \
   --config.label containers.bootc=1 --config.cmd /usr/bin/busybox >/dev/null
 
