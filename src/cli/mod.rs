@@ -1,0 +1,85 @@
+//! Command-line interface: flag parsing only; every subcommand calls into the library.
+
+pub mod build_uki;
+pub mod inspect;
+pub mod sign;
+pub mod verify_pe;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::Path;
+
+/// Seal bootc container images: composefs digest, UKI, Secure Boot signature.
+#[derive(Debug, Parser)]
+#[command(name = "bootseal", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Assemble a Unified Kernel Image from a stub, kernel, initrd, os-release and cmdline.
+    BuildUki(build_uki::Args),
+    /// Sign a PE image (UKI, systemd-boot, kernel) for UEFI Secure Boot (Authenticode).
+    Sign(sign::Args),
+    /// Verify a PE image's Authenticode signature against a certificate.
+    VerifyPe(verify_pe::Args),
+    /// Show a UKI's sections, cmdline, uname, os-release, signatures and PCR 11.
+    Inspect(inspect::Args),
+}
+
+/// Parse the command line and run the subcommand.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::BuildUki(a) => build_uki::run(a),
+        Command::Sign(a) => sign::run(a),
+        Command::VerifyPe(a) => verify_pe::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
+
+/// Read a whole input file, naming it in the error.
+pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Write `bytes` to `path` via a temporary file in the same directory and a rename, so a
+/// failure never leaves a half-written result.
+pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A key passphrase from a file or an environment variable — never from argv.
+pub(crate) fn passphrase(
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(f) = file {
+        let mut p = read_input(f, "key passphrase file")?;
+        while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            p.pop();
+        }
+        return Ok(Some(p));
+    }
+    if let Some(name) = env {
+        let v = std::env::var_os(name)
+            .with_context(|| format!("environment variable {name} (key passphrase) is not set"))?;
+        return Ok(Some(v.into_encoded_bytes()));
+    }
+    Ok(None)
+}
