@@ -26,7 +26,7 @@ fn openssl_digest(alg: &str, data: &[u8], dir: &Path) -> Vec<u8> {
 fn replay(alg: &str, sections: &[(&str, Vec<u8>)], words: &[&str], dir: &Path) -> Vec<u8> {
     let size = openssl_digest(alg, b"", dir).len();
     let mut pcr = vec![0u8; size];
-    let mut extend = |pcr: &mut Vec<u8>, x: Vec<u8>| {
+    let extend = |pcr: &mut Vec<u8>, x: Vec<u8>| {
         let mut buf = pcr.clone();
         buf.extend(x);
         *pcr = openssl_digest(alg, &buf, dir);
