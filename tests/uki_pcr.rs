@@ -171,7 +171,6 @@ fn pcrsig_signatures_verify_with_openssl() {
     let osrel = d.path().join("os-release");
     std::fs::write(&osrel, "ID=test\n").unwrap();
     let uki = d.path().join("uki.efi");
-    // Debian's stub has header room for five more sections: no initrd/cmdline here.
     let measured = stdout_of(
         bootseal()
             .arg("build-uki")

@@ -146,7 +146,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stub_version: args.stub_version,
         allow_section_overlap: args.allow_section_overlap,
     };
-    let image = uki::build(&inputs).context("cannot build the UKI")?;
+    let image = uki::build(&inputs).with_context(|| {
+        format!(
+            "cannot build the UKI from kernel {} and stub {}",
+            args.linux.display(),
+            args.stub.display()
+        )
+    })?;
     write_output(&args.output, &image)?;
 
     if args.measure {
