@@ -5,12 +5,16 @@
 //! only parses flags.
 
 pub mod auth;
+pub mod authenticode;
 pub mod cli;
 pub mod digest;
 pub mod kargs;
+pub mod keys;
 pub mod layer_stream;
 pub mod manifest;
+pub mod pe;
 pub mod reference;
 pub mod source;
 pub mod tree;
+pub mod uki;
 pub mod verify;

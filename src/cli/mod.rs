@@ -1,31 +1,43 @@
-//! The command line: flag parsing only; every subcommand calls one library function.
+//! Command-line interface: flag parsing only; every subcommand calls into the library.
 
+pub mod build_uki;
 mod digest;
+pub mod inspect;
 mod options;
+pub mod sign;
+pub mod verify_pe;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::path::Path;
 
-/// Seal bootc container images on registry blobs: composefs digest, UKI, Secure Boot signature.
-#[derive(Parser, Debug)]
-#[command(name = "bootseal", version, about, propagate_version = true)]
+/// Seal bootc container images: composefs digest, UKI, Secure Boot signature.
+#[derive(Debug, Parser)]
+#[command(name = "bootseal", version, about)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
-#[derive(Subcommand, Debug)]
-enum Command {
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
     /// Print the composefs digest bootc computes for an image
     Digest(digest::Args),
+    /// Assemble a Unified Kernel Image from a stub, kernel, initrd, os-release and cmdline.
+    BuildUki(build_uki::Args),
+    /// Sign a PE image (UKI, systemd-boot, kernel) for UEFI Secure Boot (Authenticode).
+    Sign(sign::Args),
+    /// Verify a PE image's Authenticode signature against a certificate.
+    VerifyPe(verify_pe::Args),
+    /// Show a UKI's sections, cmdline, uname, os-release, signatures and PCR 11.
+    Inspect(inspect::Args),
 }
 
-/// Runs the command line; returns the process exit code.
+/// Parses the command line and runs the subcommand; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Digest(a) => digest::run(a),
-    };
-    match result {
+    match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bootseal: {}", one_line(&e));
@@ -45,4 +57,57 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Digest(a) => digest::run(a),
+        Command::BuildUki(a) => build_uki::run(a),
+        Command::Sign(a) => sign::run(a),
+        Command::VerifyPe(a) => verify_pe::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
+
+/// Read a whole input file, naming it in the error.
+pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Write `bytes` to `path` via a temporary file in the same directory and a rename, so a
+/// failure never leaves a half-written result.
+pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A key passphrase from a file or an environment variable — never from argv.
+pub(crate) fn passphrase(
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(f) = file {
+        let mut p = read_input(f, "key passphrase file")?;
+        while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            p.pop();
+        }
+        return Ok(Some(p));
+    }
+    if let Some(name) = env {
+        let v = std::env::var_os(name)
+            .with_context(|| format!("environment variable {name} (key passphrase) is not set"))?;
+        return Ok(Some(v.into_encoded_bytes()));
+    }
+    Ok(None)
 }

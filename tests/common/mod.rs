@@ -1,24 +1,266 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: image builders, the composefs-oci reference, real
+//! inputs (Debian kernel, systemd stub, a cpio initramfs, openssl keys), required system tools.
 #![allow(dead_code)]
 
 pub mod image_builder;
 pub mod layout_input;
 pub mod reference;
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-/// Fails the test with a clear message when a required system tool is missing.
+pub const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+/// Fail (never skip) if a system tool the test needs is missing.
 pub fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false);
     assert!(
         found,
-        "required tool `{name}` is not installed (CI must install it)"
+        "required tool `{name}` is not installed (see .ci/run for the packages)"
     );
+}
+
+/// Fail if a required file is missing.
+pub fn require_file(path: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    assert!(
+        p.is_file(),
+        "{path} is missing (install the Debian package `{package}`)"
+    );
+    p
+}
+
+/// Run a command, assert success, return its output.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// stdout of a successful command as text.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run_ok(cmd).stdout).into_owned()
+}
+
+/// The bootseal binary built for these tests.
+pub fn bootseal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bootseal"))
+}
+
+/// A per-test scratch directory (removed when dropped).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("bootseal-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn cache_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bootseal-test-cache");
+    std::fs::create_dir_all(&d).expect("create cache dir");
+    d
+}
+
+/// A real Debian kernel (vmlinuz) from the package `linux-image-amd64` depends on,
+/// fetched with `apt-get download` once and cached in the target dir (never committed).
+pub fn kernel() -> PathBuf {
+    static K: OnceLock<PathBuf> = OnceLock::new();
+    K.get_or_init(|| {
+        let dir = cache_dir().join("kernel");
+        if let Some(k) = find_vmlinuz(&dir) {
+            return k;
+        }
+        require_tool("apt-get");
+        require_tool("apt-cache");
+        require_tool("dpkg-deb");
+        let deps = stdout_of(Command::new("apt-cache").args(["depends", "linux-image-amd64"]));
+        let pkg = deps
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-"))
+            .unwrap_or_else(|| panic!("no linux-image-* dependency in:\n{deps}"))
+            .to_string();
+        // Download and extract into a private directory, then rename into place, so test
+        // binaries running in parallel never see a half-extracted kernel.
+        let work = tempfile::Builder::new()
+            .prefix("kernel-dl-")
+            .tempdir_in(cache_dir())
+            .expect("temp dir");
+        run_ok(
+            Command::new("apt-get")
+                .args(["download", &pkg])
+                .current_dir(work.path()),
+        );
+        let deb = std::fs::read_dir(work.path())
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .expect("downloaded .deb");
+        let root = work.path().join("root");
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+        let _ = std::fs::rename(&root, &dir);
+        find_vmlinuz(&dir).expect("vmlinuz in the kernel package")
+    })
+    .clone()
+}
+
+fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("boot"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+}
+
+/// Kernel release from the vmlinuz file name (`vmlinuz-6.1.0-56-amd64`).
+pub fn kernel_release(k: &Path) -> String {
+    k.file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("vmlinuz-")
+        .to_string()
+}
+
+/// Build a small real initramfs (cpio newc via the `cpio` tool) with an /init script.
+/// With `pad_to`, zero bytes are appended up to that size (cpio readers stop at TRAILER).
+pub fn initramfs(dir: &Path, pad_to: Option<usize>) -> PathBuf {
+    require_tool("cpio");
+    let tree = dir.join("initramfs-tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(
+        tree.join("init"),
+        "#!/bin/sh\necho bootseal test initramfs\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("etc/os-release"), "ID=bootseal-test\n").unwrap();
+    let out = dir.join("initramfs.cpio");
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new("cpio")
+        .args(["--quiet", "-o", "-H", "newc", "--reproducible"])
+        .current_dir(&tree)
+        .stdin(std::process::Stdio::piped())
+        .stdout(file)
+        .spawn()
+        .expect("run cpio");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b".\n./init\n./etc\n./etc/os-release\n")
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "cpio failed");
+    if let Some(n) = pad_to {
+        let mut b = std::fs::read(&out).unwrap();
+        assert!(b.len() <= n);
+        b.resize(n, 0);
+        std::fs::write(&out, b).unwrap();
+    }
+    out
+}
+
+/// A self-signed RSA certificate and key made by openssl.
+pub struct KeyPair {
+    pub key: PathBuf,
+    pub cert: PathBuf,
+    pub cn: String,
+}
+
+/// `openssl req -x509 -newkey rsa:BITS -nodes` (PKCS#8 key).
+pub fn keypair(dir: &Path, name: &str, bits: u32) -> KeyPair {
+    require_tool("openssl");
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let cn = format!("bootseal test {name}");
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-x509", "-sha256", "-days", "30", "-nodes"])
+            .arg("-newkey")
+            .arg(format!("rsa:{bits}"))
+            .arg("-subj")
+            .arg(format!("/CN={cn}/"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    KeyPair { key, cert, cn }
+}
+
+/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel.
+pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
+    let stub = require_file(STUB, "systemd-boot-efi");
+    let k = kernel();
+    let initrd = initramfs(dir, None);
+    let osrel = dir.join("os-release");
+    std::fs::write(
+        &osrel,
+        "NAME=\"Bootseal Test\"\nPRETTY_NAME=\"Bootseal Test 1\"\nID=bootseal-test\n",
+    )
+    .unwrap();
+    let out = dir.join(out_name);
+    run_ok(
+        bootseal()
+            .arg("build-uki")
+            .arg("--linux")
+            .arg(&k)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--os-release")
+            .arg(&osrel)
+            .arg("--stub")
+            .arg(&stub)
+            .arg("--cmdline")
+            .arg(cmdline)
+            // Debian's 252 stub has 512-byte section alignment; see uki.md pitfall P1.
+            .arg("--allow-section-overlap")
+            .arg("-o")
+            .arg(&out),
+    );
+    out
+}
+
+/// `pesign -h` (Authenticode SHA-256 digest) of a file, lowercase hex.
+pub fn pesign_hash(file: &Path) -> String {
+    require_tool("pesign");
+    let out = stdout_of(Command::new("pesign").arg("-h").arg("-i").arg(file));
+    out.split_whitespace()
+        .last()
+        .unwrap_or_else(|| panic!("no hash in pesign output {out:?}"))
+        .to_lowercase()
+}
+
+/// Read a section's raw contents with objcopy (an independent PE reader).
+pub fn objcopy_section(file: &Path, section: &str, dir: &Path) -> Vec<u8> {
+    require_tool("objcopy");
+    let out = dir.join(format!("section{}.bin", section.replace('.', "_")));
+    run_ok(
+        Command::new("objcopy")
+            .arg("-O")
+            .arg("binary")
+            .arg(format!("--only-section={section}"))
+            .arg(file)
+            .arg(&out),
+    );
+    std::fs::read(out).unwrap()
 }
 
 /// Our digest of an OCI layout image.

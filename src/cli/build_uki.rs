@@ -1,0 +1,177 @@
+//! `bootseal build-uki`: flags for [`crate::uki::build`] and [`crate::uki::measure`].
+
+use super::{passphrase, read_input, write_output};
+use crate::uki::{self, Bank, PcrSigning, UkiInputs, pcr};
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+
+/// Assemble a UKI like `ukify build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Kernel image (EFI-stub bzImage/Image) for `.linux`.
+    #[arg(long)]
+    pub linux: PathBuf,
+    /// Initrd for `.initrd`.
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// os-release file for `.osrel` (the image's usr/lib/os-release).
+    #[arg(long)]
+    pub os_release: PathBuf,
+    /// systemd-stub (linuxx64.efi.stub / linuxaa64.efi.stub).
+    #[arg(long)]
+    pub stub: PathBuf,
+    /// Kernel command line: TEXT (whitespace-normalised) or @FILE (verbatim).
+    #[arg(long)]
+    pub cmdline: Option<String>,
+    /// Kernel release for `.uname` (default: read from the kernel's boot header).
+    #[arg(long)]
+    pub uname: Option<String>,
+    /// SBAT text or @FILE to merge (default: ukify's `uki` line); may be repeated.
+    #[arg(long)]
+    pub sbat: Vec<String>,
+    /// Print the predicted PCR 11 values.
+    #[arg(long)]
+    pub measure: bool,
+    /// With --measure: print JSON like `ukify --measure --json=short`.
+    #[arg(long)]
+    pub json: bool,
+    /// PCR banks for --measure and .pcrsig (comma-separated; default all four).
+    #[arg(long, value_delimiter = ',')]
+    pub pcr_banks: Vec<String>,
+    /// Phase paths for --measure and .pcrsig (comma-separated, e.g. enter-initrd:leave-initrd).
+    #[arg(long, value_delimiter = ',')]
+    pub phases: Vec<String>,
+    /// Private key to sign PCR 11 policies (.pcrsig); adds .pcrpkey.
+    #[arg(long)]
+    pub pcr_private_key: Option<PathBuf>,
+    /// Public key to embed as .pcrpkey (default: derived from --pcr-private-key).
+    #[arg(long)]
+    pub pcr_public_key: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted --pcr-private-key.
+    #[arg(long)]
+    pub pcr_key_pass_file: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted --pcr-private-key.
+    #[arg(long)]
+    pub pcr_key_pass_env: Option<String>,
+    /// systemd version of the stub, if its .sdmagic does not say.
+    #[arg(long)]
+    pub stub_version: Option<u32>,
+    /// Accept a merged .sbat overlapping the next stub section (old 512-byte-aligned stubs).
+    #[arg(long)]
+    pub allow_section_overlap: bool,
+    /// Output UKI (unsigned).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+fn text_or_file(arg: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    match arg.strip_prefix('@') {
+        Some(path) => read_input(path.as_ref(), what),
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+/// Run `build-uki`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let stub = read_input(&args.stub, "stub")?;
+    let linux = read_input(&args.linux, "kernel")?;
+    let initrd = args
+        .initrd
+        .as_deref()
+        .map(|p| read_input(p, "initrd"))
+        .transpose()?;
+    let os_release = read_input(&args.os_release, "os-release")?;
+    let cmdline = match args.cmdline.as_deref() {
+        Some(c) if c.starts_with('@') => Some(text_or_file(c, "cmdline file")?),
+        Some(c) => Some(uki::normalize_cmdline(c).into_bytes()),
+        None => None,
+    };
+    let sbat_texts = args
+        .sbat
+        .iter()
+        .map(|s| {
+            text_or_file(s, "SBAT file")
+                .and_then(|b| String::from_utf8(b).context("SBAT text is not UTF-8"))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let mut banks = Vec::new();
+    for b in &args.pcr_banks {
+        banks.push(Bank::parse(b).with_context(|| format!("unknown PCR bank {b:?}"))?);
+    }
+    if banks.is_empty() {
+        banks = Bank::ALL.to_vec();
+    }
+    let phases: Vec<String> = if args.phases.is_empty() {
+        pcr::DEFAULT_PHASES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.phases.clone()
+    };
+
+    let pcr_signing = match &args.pcr_private_key {
+        Some(path) => {
+            let pass = passphrase(
+                args.pcr_key_pass_file.as_deref(),
+                args.pcr_key_pass_env.as_deref(),
+            )?;
+            let key = crate::keys::load_private_key(
+                &read_input(path, "PCR private key")?,
+                pass.as_deref(),
+            )
+            .with_context(|| format!("PCR private key {}", path.display()))?;
+            let public = args
+                .pcr_public_key
+                .as_deref()
+                .map(|p| read_input(p, "PCR public key"))
+                .transpose()?;
+            let mut s = PcrSigning::new(key, public);
+            s.banks = banks.clone();
+            s.phases = phases.clone();
+            Some(s)
+        }
+        None if args.pcr_public_key.is_some() => {
+            bail!("--pcr-public-key needs --pcr-private-key")
+        }
+        None => None,
+    };
+
+    let inputs = UkiInputs {
+        stub: &stub,
+        linux: &linux,
+        initrd: initrd.as_deref(),
+        os_release: &os_release,
+        cmdline: cmdline.as_deref(),
+        uname: args.uname.as_deref(),
+        sbat: (!sbat_texts.is_empty()).then(|| sbat_texts.iter().map(String::as_str).collect()),
+        pcr_signing,
+        stub_version: args.stub_version,
+        allow_section_overlap: args.allow_section_overlap,
+    };
+    let image = uki::build(&inputs).with_context(|| {
+        format!(
+            "cannot build the UKI from kernel {} and stub {}",
+            args.linux.display(),
+            args.stub.display()
+        )
+    })?;
+    write_output(&args.output, &image)?;
+
+    if args.measure {
+        let phase_refs: Vec<&str> = std::iter::once("")
+            .chain(phases.iter().map(String::as_str))
+            .collect();
+        let values = uki::measure(&inputs, &banks, &phase_refs)?;
+        if args.json {
+            println!("{}", pcr::to_json(&values));
+        } else {
+            for v in &values {
+                let phase = if v.phase.is_empty() {
+                    "(sections)"
+                } else {
+                    &v.phase
+                };
+                println!("11:{}={}  # {phase}", v.bank.name(), hex::encode(&v.value));
+            }
+        }
+    }
+    Ok(())
+}

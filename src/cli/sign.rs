@@ -1,0 +1,81 @@
+//! `bootseal sign`: flags for [`crate::authenticode`] signing, detached digest and attach.
+
+use super::{passphrase, read_input, write_output};
+use crate::authenticode::{self, LocalKeySigner};
+use crate::keys;
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+
+/// Sign a PE image for UEFI Secure Boot (Authenticode, like sbsign).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// PE image to sign.
+    pub input: PathBuf,
+    /// Output file.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// RSA private key (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8; or DER).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Signing certificate (PEM or DER).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted key.
+    #[arg(long)]
+    pub key_pass_file: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted key.
+    #[arg(long)]
+    pub key_pass_env: Option<String>,
+    /// Add a signature to an already signed image instead of refusing it.
+    #[arg(long)]
+    pub append: bool,
+    /// Print the Authenticode SHA-256 digest to sign externally, write nothing.
+    #[arg(long, conflicts_with_all = ["attach", "key", "output"])]
+    pub detached_digest: bool,
+    /// Embed this PKCS#7 SignedData (DER or PEM) made elsewhere, after verifying it.
+    #[arg(long, conflicts_with = "key")]
+    pub attach: Option<PathBuf>,
+}
+
+/// Run `sign`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let image = read_input(&args.input, "PE image")?;
+    if args.detached_digest {
+        let d = authenticode::detached_digest(&image)
+            .with_context(|| format!("{}", args.input.display()))?;
+        println!("{}", hex::encode(d));
+        return Ok(());
+    }
+    let output = args.output.as_deref().context("missing -o/--output")?;
+    let cert = args
+        .cert
+        .as_deref()
+        .map(|p| {
+            keys::load_certificate(&read_input(p, "certificate")?)
+                .with_context(|| format!("certificate {}", p.display()))
+        })
+        .transpose()?;
+    let signed = if let Some(p7_path) = &args.attach {
+        let p7 = read_input(p7_path, "PKCS#7 signature")?;
+        authenticode::attach(&image, &p7, cert.as_ref(), args.append).with_context(|| {
+            format!(
+                "cannot attach {} to {}",
+                p7_path.display(),
+                args.input.display()
+            )
+        })?
+    } else {
+        let Some(key_path) = &args.key else {
+            bail!("give --key and --cert, --attach, or --detached-digest");
+        };
+        let cert = cert.context("--key needs --cert")?;
+        let pass = passphrase(args.key_pass_file.as_deref(), args.key_pass_env.as_deref())?;
+        let key = keys::load_private_key(&read_input(key_path, "private key")?, pass.as_deref())
+            .with_context(|| format!("private key {}", key_path.display()))?;
+        let signer = LocalKeySigner::new(key, cert)
+            .with_context(|| format!("private key {}", key_path.display()))?;
+        authenticode::sign(&image, &signer, args.append)
+            .with_context(|| format!("cannot sign {}", args.input.display()))?
+    };
+    write_output(output, &signed)
+}

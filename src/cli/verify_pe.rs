@@ -1,0 +1,31 @@
+//! `bootseal verify-pe`: flags for [`crate::authenticode::verify`].
+
+use super::read_input;
+use crate::{authenticode, keys};
+use anyhow::Context;
+use std::path::PathBuf;
+
+/// Verify a PE image's Authenticode signature: image hash, CMS signature, chain to CERT.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Signed PE image.
+    pub file: PathBuf,
+    /// Trusted certificate (PEM or DER) the signature must chain to.
+    #[arg(long)]
+    pub cert: PathBuf,
+}
+
+/// Run `verify-pe`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let image = read_input(&args.file, "PE image")?;
+    let cert = keys::load_certificate(&read_input(&args.cert, "certificate")?)
+        .with_context(|| format!("certificate {}", args.cert.display()))?;
+    let index = authenticode::verify(&image, &cert)
+        .with_context(|| format!("{} does not verify", args.file.display()))?;
+    println!(
+        "{}: signature {index} verified, chains to {}",
+        args.file.display(),
+        cert.tbs_certificate.subject
+    );
+    Ok(())
+}
