@@ -194,9 +194,30 @@ impl DigestError {
 /// `opts.extra_layers`.
 pub fn compute(
     image_name: &str,
-    mut layers: Vec<LayerInput>,
+    layers: Vec<LayerInput>,
     opts: &DigestOptions,
 ) -> Result<DigestReport, DigestError> {
+    ingest(image_name, layers, opts)?.finish(opts)
+}
+
+/// Layers applied to a tree, before the transforms: the point where a caller may look at the
+/// image's files (kernel, stub, os-release) and add a layer of its own before the digest.
+pub struct Ingested {
+    image: String,
+    built: pipeline::BuiltTree,
+    capture: CaptureSet,
+    layer_count: usize,
+    start: Instant,
+    layers_time: Duration,
+}
+
+/// Streams and applies `layers` then `opts.extra_layers`, stashing the files `opts.capture`
+/// (plus the SELinux policy) names.
+pub fn ingest(
+    image_name: &str,
+    mut layers: Vec<LayerInput>,
+    opts: &DigestOptions,
+) -> Result<Ingested, DigestError> {
     let start = Instant::now();
     layers.extend(opts.extra_layers.iter().cloned().map(LayerInput::from_tar));
     let layer_count = layers.len();
@@ -207,27 +228,69 @@ pub fn compute(
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let built = pipeline::build_tree(image_name, layers, &capture, parallelism)?;
-    let layers_done = Instant::now();
-
-    let finished = finish::finish(built.tree, opts)
-        .map_err(|message| DigestError::image(image_name, message))?;
-
-    let mut timings = finished.timings;
-    timings.layers = layers_done - start;
-    timings.total = start.elapsed();
-    Ok(DigestReport {
+    Ok(Ingested {
         image: image_name.to_string(),
-        digest_hex: finished.digest_hex,
-        erofs_version: opts.erofs_version,
+        built,
+        capture,
         layer_count,
-        compressed_bytes: built.compressed_bytes,
-        uncompressed_bytes: built.uncompressed_bytes,
-        external_files: built.external_files,
-        external_bytes: built.external_bytes,
-        timings,
-        warnings: finished.warnings,
-        captured: finished.captured,
-        erofs: finished.erofs,
-        dumpfile: finished.dumpfile,
+        start,
+        layers_time: start.elapsed(),
     })
+}
+
+impl Ingested {
+    /// The files of the tree as it is now that `set` names (their contents only if they were
+    /// also in the capture set given to [`ingest`]).
+    pub fn captured(&self, set: &CaptureSet) -> CapturedFiles {
+        CapturedFiles::collect(&self.built.tree.fs, set, &self.built.tree.stash)
+    }
+
+    /// The tree as it is now (before the OCI and boot transforms).
+    pub fn tree(&self) -> &composefs::tree::FileSystem<crate::tree::ObjectId> {
+        &self.built.tree.fs
+    }
+
+    /// Applies one more uncompressed tar layer, e.g. the seal pipeline's own layer.
+    pub fn apply_tar(&mut self, tar: &[u8]) -> Result<(), DigestError> {
+        let layer_digest = ContentDigest::sha256_of(tar).to_string();
+        let to_err = |e: crate::tree::EntryError| DigestError {
+            image: self.image.clone(),
+            layer: Some(layer_digest.clone()),
+            path: e.path.clone(),
+            message: e.message.clone(),
+        };
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let mut reader = tar;
+        let parsed =
+            crate::tree::parse_layer(&mut reader, &self.capture, &cancel).map_err(&to_err)?;
+        self.built.uncompressed_bytes += parsed.uncompressed_bytes;
+        self.built.tree.apply(parsed).map_err(&to_err)?;
+        self.layer_count += 1;
+        Ok(())
+    }
+
+    /// Transforms the tree as bootc does and computes the digest.
+    pub fn finish(self, opts: &DigestOptions) -> Result<DigestReport, DigestError> {
+        let built = self.built;
+        let finished = finish::finish(built.tree, opts)
+            .map_err(|message| DigestError::image(&self.image, message))?;
+        let mut timings = finished.timings;
+        timings.layers = self.layers_time;
+        timings.total = self.start.elapsed();
+        Ok(DigestReport {
+            image: self.image,
+            digest_hex: finished.digest_hex,
+            erofs_version: opts.erofs_version,
+            layer_count: self.layer_count,
+            compressed_bytes: built.compressed_bytes,
+            uncompressed_bytes: built.uncompressed_bytes,
+            external_files: built.external_files,
+            external_bytes: built.external_bytes,
+            timings,
+            warnings: finished.warnings,
+            captured: finished.captured,
+            erofs: finished.erofs,
+            dumpfile: finished.dumpfile,
+        })
+    }
 }
