@@ -1,0 +1,322 @@
+//! The sealed image's new top layer: a reproducible tar (fixed mtime, numeric ids, sorted as
+//! given, no PAX times) compressed with gzip or zstd, written to any `Write` while its diff_id,
+//! blob digest and size are computed (OCI image-spec `layer.md`, whiteouts as `.wh.NAME` files).
+
+use sha2::{Digest, Sha256};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+/// How the layer blob is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LayerCompression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl std::str::FromStr for LayerCompression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gzip" => Ok(Self::Gzip),
+            "zstd" => Ok(Self::Zstd),
+            _ => Err(format!("unknown compression {s:?} (expected gzip or zstd)")),
+        }
+    }
+}
+
+/// One tar entry of the new layer.
+#[derive(Clone, Debug)]
+pub enum LayerEntry {
+    Directory {
+        path: String,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
+    File {
+        path: String,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        content: Arc<[u8]>,
+    },
+    /// Removes `dir/name` from the layers below: a `dir/.wh.name` entry.
+    Whiteout { dir: String, name: String },
+}
+
+impl LayerEntry {
+    /// The path as written in the tar (relative, directories with a trailing `/`).
+    pub fn tar_path(&self) -> String {
+        match self {
+            LayerEntry::Directory { path, .. } => format!("{}/", path.trim_matches('/')),
+            LayerEntry::File { path, .. } => path.trim_start_matches('/').to_owned(),
+            LayerEntry::Whiteout { dir, name } => {
+                let dir = dir.trim_matches('/');
+                if dir.is_empty() {
+                    format!(".wh.{name}")
+                } else {
+                    format!("{dir}/.wh.{name}")
+                }
+            }
+        }
+    }
+}
+
+/// The new layer's entries and the one mtime they all carry.
+#[derive(Clone, Debug)]
+pub struct LayerContents {
+    pub entries: Vec<LayerEntry>,
+    /// Whole seconds (SOURCE_DATE_EPOCH); a whole-second `/boot` mtime keeps the digest stable
+    /// across composefs-rs versions (research/composefs.md §4.3).
+    pub mtime: u64,
+}
+
+/// What writing a layer produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenLayer {
+    /// sha256 of the uncompressed tar: the config's diff_id.
+    pub diff_id: String,
+    /// sha256 of the compressed blob.
+    pub digest: String,
+    pub size: u64,
+    pub uncompressed_size: u64,
+}
+
+impl LayerContents {
+    /// Writes the tar stream to `out`.
+    pub fn write_tar(&self, out: impl Write) -> io::Result<()> {
+        let mut builder = tar::Builder::new(out);
+        builder.mode(tar::HeaderMode::Deterministic);
+        for entry in &self.entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_mtime(self.mtime);
+            header.set_username("")?;
+            header.set_groupname("")?;
+            let path = entry.tar_path();
+            let data: &[u8] = match entry {
+                LayerEntry::Directory { mode, uid, gid, .. } => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(*mode);
+                    header.set_uid(*uid);
+                    header.set_gid(*gid);
+                    &[]
+                }
+                LayerEntry::File {
+                    mode,
+                    uid,
+                    gid,
+                    content,
+                    ..
+                } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_uid(*uid);
+                    header.set_gid(*gid);
+                    content
+                }
+                LayerEntry::Whiteout { .. } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    header.set_uid(0);
+                    header.set_gid(0);
+                    &[]
+                }
+            };
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, &path, data)?;
+        }
+        builder.into_inner()?.flush()
+    }
+
+    /// The uncompressed tar in memory (for the digest of the tree; callers leave out large
+    /// files whose place is `/boot`, which the boot transform empties anyway).
+    pub fn tar_bytes(&self) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.write_tar(&mut v)?;
+        Ok(v)
+    }
+
+    /// Compresses the tar into `out`, returning its digests. Deterministic: same contents,
+    /// same bytes (gzip header without name or time; zstd without checksum options changing).
+    pub fn write_blob(
+        &self,
+        compression: LayerCompression,
+        out: impl Write,
+    ) -> io::Result<WrittenLayer> {
+        let mut blob = HashingWriter::new(out);
+        let mut tar_hash = Sha256::new();
+        let mut tar_size = 0u64;
+        {
+            let sink: Box<dyn Write + '_> = match compression {
+                LayerCompression::Gzip => Box::new(
+                    flate2::GzBuilder::new()
+                        .mtime(0)
+                        .operating_system(255)
+                        .write(&mut blob, flate2::Compression::new(6)),
+                ),
+                LayerCompression::Zstd => Box::new(zstd::Encoder::new(&mut blob, 3)?.auto_finish()),
+            };
+            let mut tee = TeeHasher {
+                inner: sink,
+                hasher: &mut tar_hash,
+                count: &mut tar_size,
+            };
+            self.write_tar(&mut tee)?;
+            tee.flush()?;
+        }
+        blob.flush()?;
+        Ok(WrittenLayer {
+            diff_id: format!("sha256:{}", hex::encode(tar_hash.finalize())),
+            digest: format!("sha256:{}", hex::encode(blob.hasher.finalize())),
+            size: blob.count,
+            uncompressed_size: tar_size,
+        })
+    }
+
+    /// Digests and size without keeping the blob (first pass before a streamed upload).
+    pub fn describe(&self, compression: LayerCompression) -> io::Result<WrittenLayer> {
+        self.write_blob(compression, io::sink())
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct TeeHasher<'a, W> {
+    inner: W,
+    hasher: &'a mut Sha256,
+    count: &'a mut u64,
+}
+
+impl<W: Write> Write for TeeHasher<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        *self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader producing the compressed layer on the fly (a producer thread writes into a pipe),
+/// so an upload can stream it without a temporary file.
+pub fn blob_reader(
+    contents: Arc<LayerContents>,
+    compression: LayerCompression,
+) -> io::Result<impl io::Read + Send> {
+    let (reader, writer) = io::pipe()?;
+    std::thread::spawn(move || {
+        let _ = contents.write_blob(compression, writer);
+    });
+    Ok(reader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::sha256_digest;
+
+    fn sample() -> LayerContents {
+        LayerContents {
+            mtime: 1_700_000_000,
+            entries: vec![
+                LayerEntry::Directory {
+                    path: "boot".into(),
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+                LayerEntry::Directory {
+                    path: "boot/EFI".into(),
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+                LayerEntry::File {
+                    path: "boot/EFI/Linux/k.efi".into(),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    content: Arc::from(vec![7u8; 100_000]),
+                },
+                LayerEntry::Whiteout {
+                    dir: "usr/lib/modules/6.1".into(),
+                    name: "vmlinuz".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn reproducible_and_digests_match_the_bytes() {
+        for c in [LayerCompression::Gzip, LayerCompression::Zstd] {
+            let mut a = Vec::new();
+            let wa = sample().write_blob(c, &mut a).unwrap();
+            let mut b = Vec::new();
+            let wb = sample().write_blob(c, &mut b).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(wa, wb);
+            assert_eq!(wa.digest, sha256_digest(&a));
+            assert_eq!(wa.size, a.len() as u64);
+            assert_eq!(wa.diff_id, sha256_digest(&sample().tar_bytes().unwrap()));
+            assert_eq!(sample().describe(c).unwrap(), wa);
+        }
+    }
+
+    #[test]
+    fn gnu_tar_lists_the_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.tar");
+        std::fs::write(&f, sample().tar_bytes().unwrap()).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("-tvf")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "boot/",
+                "boot/EFI/",
+                "boot/EFI/Linux/k.efi",
+                "usr/lib/modules/6.1/.wh.vmlinuz"
+            ]
+        );
+        assert!(text.contains("0/0"), "{text}");
+        assert!(text.contains("2023-11-14"), "{text}");
+    }
+}
