@@ -13,7 +13,9 @@ use common::our_digest;
 use common::reference::reference_digest;
 
 fn big(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// A minimal bootc-like root.
@@ -72,7 +74,8 @@ fn check(name: &str, image: OciImage) -> DigestReport {
         let reference = reference_digest(&twin, version.number());
         assert_eq!(ours.digest_hex.len(), 128);
         assert_eq!(
-            ours.digest_hex, reference,
+            ours.digest_hex,
+            reference,
             "{name}: V{} digest differs from composefs-oci",
             version.number()
         );
@@ -105,9 +108,16 @@ fn minimal_image_and_oci_transform() {
         E::file("boot/grub2/grub.cfg", big(300, 2)),
         E::dir("sysroot/ostree"),
     ]);
-    let r = check("minimal", OciImage::new().layer(TarLayer::with(entries), Compression::Gzip));
+    let r = check(
+        "minimal",
+        OciImage::new().layer(TarLayer::with(entries), Compression::Gzip),
+    );
     // root takes /usr's mtime; /run, /boot, /sysroot are emptied
-    assert!(dump_line(&r, "/").contains(" 1700000100.0 "), "{}", dump_line(&r, "/"));
+    assert!(
+        dump_line(&r, "/").contains(" 1700000100.0 "),
+        "{}",
+        dump_line(&r, "/")
+    );
     assert!(!has_path(&r, "/run/lock"));
     assert!(!has_path(&r, "/boot/grub2"));
     assert!(!has_path(&r, "/sysroot/ostree"));
@@ -127,7 +137,10 @@ fn inline_and_external_files() {
         E::file("usr/lib/block-plus-one", big(4097, 4)),
         E::file("usr/lib/multi-level", big(300_000, 5)),
     ]);
-    let r = check("inline", OciImage::new().layer(TarLayer::with(entries), Compression::Zstd));
+    let r = check(
+        "inline",
+        OciImage::new().layer(TarLayer::with(entries), Compression::Zstd),
+    );
     assert_eq!(r.external_files, 5); // sh, 65, 4096, 4097, 300000
 }
 
@@ -173,9 +186,15 @@ fn whiteouts_and_opaque_dirs() {
 #[test]
 fn repeated_directories_merge_metadata_keep_children() {
     let mut first = base();
-    first.extend([E::dir("usr/lib/firmware").mode(0o700), E::file("usr/lib/firmware/blob", big(500, 8))]);
+    first.extend([
+        E::dir("usr/lib/firmware").mode(0o700),
+        E::file("usr/lib/firmware/blob", big(500, 8)),
+    ]);
     let second = vec![
-        E::dir("usr/lib/firmware").mode(0o755).owner(12, 34).mtime(1_700_000_555),
+        E::dir("usr/lib/firmware")
+            .mode(0o755)
+            .owner(12, 34)
+            .mtime(1_700_000_555),
         E::file("usr/lib/firmware/other", "x"),
     ];
     let r = check(
@@ -185,7 +204,10 @@ fn repeated_directories_merge_metadata_keep_children() {
             .layer(TarLayer::with(second), Compression::Zstd),
     );
     let line = dump_line(&r, "/usr/lib/firmware");
-    assert!(line.contains(" 40755 ") && line.contains(" 12 34 ") && line.contains("1700000555"), "{line}");
+    assert!(
+        line.contains(" 40755 ") && line.contains(" 12 34 ") && line.contains("1700000555"),
+        "{line}"
+    );
     assert!(has_path(&r, "/usr/lib/firmware/blob"));
     assert!(has_path(&r, "/usr/lib/firmware/other"));
 }
@@ -208,11 +230,17 @@ fn hardlinks_symlinks_devices_fifos() {
         E::blockdev("usr/lib/dev/sda", 8, 0),
         E::fifo("usr/lib/dev/fifo"),
     ]);
-    let r = check("links", OciImage::new().layer(TarLayer::with(entries), Compression::GzipMulti));
+    let r = check(
+        "links",
+        OciImage::new().layer(TarLayer::with(entries), Compression::GzipMulti),
+    );
     // dumpfile hardlink lines: "PATH 0 @120000 - - - - 0.0 TARGET - -"
     for link in ["/usr/bin/ls", "/usr/bin/cat"] {
         let line = dump_line(&r, link);
-        assert!(line.contains(" @120000 ") && line.contains(" /usr/bin/busybox "), "{line}");
+        assert!(
+            line.contains(" @120000 ") && line.contains(" /usr/bin/busybox "),
+            "{line}"
+        );
     }
     assert!(dump_line(&r, "/usr/lib/tiny-link").contains(" /usr/lib/tiny "));
     assert!(dump_line(&r, "/usr/bin/up").contains("../../etc/hostname"));
@@ -234,16 +262,29 @@ fn pax_paths_fractional_mtimes_xattrs_long_names() {
         E::dir("usr/lib/frac-dir").pax_mtime("1700000601.5"),
         E::file("usr/bin/ping", big(3000, 12))
             .mode(0o755)
-            .xattr("security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            .xattr(
+                "security.capability",
+                b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            )
             .xattr("user.foo", b"bar")
             .xattr("security.selinux", b"system_u:object_r:container_t:s0"),
-        E::file("usr/lib/pax-owner", "o").pax("uid", b"3000000").pax("gid", b"4000000"),
+        E::file("usr/lib/pax-owner", "o")
+            .pax("uid", b"3000000")
+            .pax("gid", b"4000000"),
     ]);
-    let r = check("pax", OciImage::new().layer(TarLayer::with(entries), Compression::ZstdMulti));
+    let r = check(
+        "pax",
+        OciImage::new().layer(TarLayer::with(entries), Compression::ZstdMulti),
+    );
     assert!(dump_line(&r, "/usr/lib/frac").contains("1700000600.250000000"));
     assert!(dump_line(&r, "/usr/lib/frac-long").contains("1700000600.123456789"));
     let ping = dump_line(&r, "/usr/bin/ping");
-    assert!(ping.contains("security.capability") && !ping.contains("user.foo") && !ping.contains("container_t"), "{ping}");
+    assert!(
+        ping.contains("security.capability")
+            && !ping.contains("user.foo")
+            && !ping.contains("container_t"),
+        "{ping}"
+    );
     assert!(has_path(&r, &format!("/{long_file}")));
     assert!(has_path(&r, "/usr/lib/pax-named-file"));
     assert!(dump_line(&r, "/usr/lib/pax-owner").contains(" 3000000 4000000 "));
@@ -268,7 +309,10 @@ fn global_pax_headers_are_skipped() {
     raw.resize(512 + 512, 0);
     t.raw_bytes(&raw);
     t.add(E::file("usr/lib/after-global", "x"));
-    check("globalpax", OciImage::new().layer(t.finish(), Compression::None));
+    check(
+        "globalpax",
+        OciImage::new().layer(t.finish(), Compression::None),
+    );
 }
 
 fn selinux_entries() -> Vec<E> {
@@ -287,14 +331,29 @@ fn selinux_entries() -> Vec<E> {
 ";
     vec![
         E::dir("etc/selinux"),
-        E::file("etc/selinux/config", "# SELINUXTYPE=wrong\nSELINUX=enforcing\nSELINUXTYPE=targeted\n"),
+        E::file(
+            "etc/selinux/config",
+            "# SELINUXTYPE=wrong\nSELINUX=enforcing\nSELINUXTYPE=targeted\n",
+        ),
         E::dir("etc/selinux/targeted"),
         E::dir("etc/selinux/targeted/contexts"),
         E::dir("etc/selinux/targeted/contexts/files"),
-        E::file("etc/selinux/targeted/contexts/files/file_contexts", file_contexts),
-        E::file("etc/selinux/targeted/contexts/files/file_contexts.local", "/opt/local\t--\tsystem_u:object_r:local_t:s0\n"),
-        E::file("etc/selinux/targeted/contexts/files/file_contexts.subs_dist", "/aliased /usr\n/var/alias /var/lib/thing\n# a comment line that makes this file longer than sixty-four bytes\n"),
-        E::file("etc/selinux/targeted/contexts/files/file_contexts.subs", "/opt/sub /etc\n"),
+        E::file(
+            "etc/selinux/targeted/contexts/files/file_contexts",
+            file_contexts,
+        ),
+        E::file(
+            "etc/selinux/targeted/contexts/files/file_contexts.local",
+            "/opt/local\t--\tsystem_u:object_r:local_t:s0\n",
+        ),
+        E::file(
+            "etc/selinux/targeted/contexts/files/file_contexts.subs_dist",
+            "/aliased /usr\n/var/alias /var/lib/thing\n# a comment line that makes this file longer than sixty-four bytes\n",
+        ),
+        E::file(
+            "etc/selinux/targeted/contexts/files/file_contexts.subs",
+            "/opt/sub /etc\n",
+        ),
         E::file("etc/selinux/targeted/policy.33", big(2000, 13)),
         E::dir("opt"),
         E::file("opt/nolabel", "n"),
@@ -318,7 +377,10 @@ fn selinux_entries() -> Vec<E> {
 fn selinux_labels_from_image_policy() {
     let mut entries = base();
     entries.extend(selinux_entries());
-    let r = check("selinux", OciImage::new().layer(TarLayer::with(entries), Compression::Gzip));
+    let r = check(
+        "selinux",
+        OciImage::new().layer(TarLayer::with(entries), Compression::Gzip),
+    );
     assert!(dump_line(&r, "/").contains("root_t"));
     assert!(dump_line(&r, "/usr/bin/sh").contains("bin_t"));
     assert!(dump_line(&r, "/usr/bin/big-link").contains("shell_exec_t"));
@@ -353,8 +415,13 @@ fn selinux_policy_split_across_layers_and_overwritten() {
 fn no_selinux_config_strips_labels() {
     let mut entries = base();
     entries.push(E::dir("etc/selinux"));
-    entries.push(E::file("usr/lib/labelled", "x").xattr("security.selinux", b"system_u:object_r:foo_t:s0"));
-    let r = check("noselinux", OciImage::new().layer(TarLayer::with(entries), Compression::Gzip));
+    entries.push(
+        E::file("usr/lib/labelled", "x").xattr("security.selinux", b"system_u:object_r:foo_t:s0"),
+    );
+    let r = check(
+        "noselinux",
+        OciImage::new().layer(TarLayer::with(entries), Compression::Gzip),
+    );
     assert!(!r.dumpfile.as_deref().unwrap().contains("security.selinux"));
 }
 
@@ -406,7 +473,10 @@ fn many_layers_with_mixed_compression() {
     ];
     for i in 0..12 {
         let dir = format!("usr/lib/l{i}");
-        let mut entries = vec![E::dir(&dir), E::file(&format!("{dir}/f"), big(1000 + i * 100, i as u8))];
+        let mut entries = vec![
+            E::dir(&dir),
+            E::file(&format!("{dir}/f"), big(1000 + i * 100, i as u8)),
+        ];
         if i > 0 {
             entries.push(E::whiteout(&format!("usr/lib/l{}/f", i - 1)));
             entries.push(E::dir("usr/lib").mtime(1_700_001_000 + i as u64));
@@ -422,9 +492,16 @@ fn subsecond_boot_mtime_is_reported() {
     let mut entries = base();
     entries.retain(|e| e.path != "boot");
     entries.push(E::dir("boot").pax_mtime("1700000000.5"));
-    let r = check("bootnsec", OciImage::new().layer(TarLayer::with(entries), Compression::Gzip));
+    let r = check(
+        "bootnsec",
+        OciImage::new().layer(TarLayer::with(entries), Compression::Gzip),
+    );
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
-    assert!(r.warnings[0].starts_with("/boot has a sub-second mtime (.500000000)"), "{}", r.warnings[0]);
+    assert!(
+        r.warnings[0].starts_with("/boot has a sub-second mtime (.500000000)"),
+        "{}",
+        r.warnings[0]
+    );
 }
 
 #[test]
@@ -435,7 +512,10 @@ fn sealing_layer_in_memory_matches_reference_with_that_layer() {
         E::dir("usr/lib/modules"),
         E::dir(&format!("usr/lib/modules/{kver}")),
         E::file(&format!("usr/lib/modules/{kver}/vmlinuz"), big(50_000, 17)),
-        E::file(&format!("usr/lib/modules/{kver}/initramfs.img"), big(60_000, 18)),
+        E::file(
+            &format!("usr/lib/modules/{kver}/initramfs.img"),
+            big(60_000, 18),
+        ),
     ]);
     let base_tar = TarLayer::with(entries);
     let seal = TarLayer::with([
@@ -455,7 +535,9 @@ fn sealing_layer_in_memory_matches_reference_with_that_layer() {
     );
     // Ours: base image plus the same tar as an in-memory extra layer.
     let dir = tempfile::tempdir().unwrap();
-    let built = OciImage::new().layer(base_tar, Compression::Gzip).write(dir.path(), "base");
+    let built = OciImage::new()
+        .layer(base_tar, Compression::Gzip)
+        .write(dir.path(), "base");
     let opts = DigestOptions {
         extra_layers: vec![seal.into()],
         ..Default::default()
@@ -464,7 +546,10 @@ fn sealing_layer_in_memory_matches_reference_with_that_layer() {
     assert_eq!(ours.digest_hex, with_layer.digest_hex);
     assert_eq!(ours.layer_count, 2);
     let plain = our_digest(&built, &DigestOptions::default()).unwrap();
-    assert_ne!(plain.digest_hex, ours.digest_hex, "whiteouts of vmlinuz/initramfs change the digest");
+    assert_ne!(
+        plain.digest_hex, ours.digest_hex,
+        "whiteouts of vmlinuz/initramfs change the digest"
+    );
 }
 
 #[test]
@@ -478,14 +563,22 @@ fn captured_files_resolve_symlinks_inside_the_image() {
         E::symlink("lib", "usr/lib"),
         E::dir("usr/lib/modules"),
         E::dir(&format!("usr/lib/modules/{kver}")),
-        E::file(&format!("usr/lib/modules/{kver}/vmlinuz"), big(5_000_000, 20)),
+        E::file(
+            &format!("usr/lib/modules/{kver}/vmlinuz"),
+            big(5_000_000, 20),
+        ),
         E::dir("usr/lib/bootc"),
         E::dir("usr/lib/bootc/kargs.d"),
-        E::file("usr/lib/bootc/kargs.d/10-console.toml", "kargs = [\"console=ttyS0\"]\n"),
+        E::file(
+            "usr/lib/bootc/kargs.d/10-console.toml",
+            "kargs = [\"console=ttyS0\"]\n",
+        ),
         E::file("usr/lib/bootc/kargs.d/README", "not toml"),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let built = OciImage::new().layer(TarLayer::with(entries), Compression::Zstd).write(dir.path(), "cap");
+    let built = OciImage::new()
+        .layer(TarLayer::with(entries), Compression::Zstd)
+        .write(dir.path(), "cap");
     let opts = DigestOptions {
         capture: CaptureSet::new()
             .with("/usr/lib/os-release")
@@ -496,13 +589,31 @@ fn captured_files_resolve_symlinks_inside_the_image() {
         ..Default::default()
     };
     let r = our_digest(&built, &opts).unwrap();
-    assert_eq!(r.captured.read("/etc/os-release").unwrap(), os_release.as_bytes());
-    assert_eq!(r.captured.get("/etc/os-release").unwrap().resolved, "/usr/lib/os-release");
+    assert_eq!(
+        r.captured.read("/etc/os-release").unwrap(),
+        os_release.as_bytes()
+    );
+    assert_eq!(
+        r.captured.get("/etc/os-release").unwrap().resolved,
+        "/usr/lib/os-release"
+    );
     let vmlinuz = format!("/usr/lib/modules/{kver}/vmlinuz");
     assert_eq!(r.captured.read(&vmlinuz).unwrap(), big(5_000_000, 20));
-    assert_eq!(r.captured.matching("/usr/lib/modules/*/vmlinuz"), vec![vmlinuz.as_str()]);
-    assert_eq!(r.captured.read(&format!("/lib/modules/{kver}/vmlinuz")).unwrap().len(), 5_000_000);
-    assert_eq!(r.captured.matching("/usr/lib/bootc/kargs.d/*"), vec!["/usr/lib/bootc/kargs.d/10-console.toml"]);
+    assert_eq!(
+        r.captured.matching("/usr/lib/modules/*/vmlinuz"),
+        vec![vmlinuz.as_str()]
+    );
+    assert_eq!(
+        r.captured
+            .read(&format!("/lib/modules/{kver}/vmlinuz"))
+            .unwrap()
+            .len(),
+        5_000_000
+    );
+    assert_eq!(
+        r.captured.matching("/usr/lib/bootc/kargs.d/*"),
+        vec!["/usr/lib/bootc/kargs.d/10-console.toml"]
+    );
     // Capturing must not change the digest.
     let plain = our_digest(&built, &DigestOptions::default()).unwrap();
     assert_eq!(plain.digest_hex, r.digest_hex);
@@ -512,9 +623,15 @@ fn captured_files_resolve_symlinks_inside_the_image() {
 fn docker_media_types_give_the_same_digest() {
     let tar = TarLayer::with(base());
     let dir = tempfile::tempdir().unwrap();
-    let oci = OciImage::new().layer(tar.clone(), Compression::Gzip).write(&dir.path().join("oci"), "t");
+    let oci = OciImage::new()
+        .layer(tar.clone(), Compression::Gzip)
+        .write(&dir.path().join("oci"), "t");
     let docker = OciImage::new()
-        .layer_with_media_type(tar, Compression::Gzip, "application/vnd.docker.image.rootfs.diff.tar.gzip")
+        .layer_with_media_type(
+            tar,
+            Compression::Gzip,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
         .write(&dir.path().join("docker"), "t");
     let a = our_digest(&oci, &DigestOptions::default()).unwrap();
     let b = our_digest(&docker, &DigestOptions::default()).unwrap();
@@ -533,8 +650,22 @@ fn serial_and_parallel_agree() {
     }
     let dir = tempfile::tempdir().unwrap();
     let built = image.write(dir.path(), "par");
-    let serial = our_digest(&built, &DigestOptions { parallelism: Some(1), ..Default::default() }).unwrap();
-    let parallel = our_digest(&built, &DigestOptions { parallelism: Some(4), ..Default::default() }).unwrap();
+    let serial = our_digest(
+        &built,
+        &DigestOptions {
+            parallelism: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let parallel = our_digest(
+        &built,
+        &DigestOptions {
+            parallelism: Some(4),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(serial.digest_hex, parallel.digest_hex);
     assert_eq!(serial.digest_hex, reference_digest(&built, 1));
 }

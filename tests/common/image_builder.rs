@@ -82,7 +82,11 @@ impl E {
     /// `.wh.NAME` next to `path`'s file name.
     pub fn whiteout(path: &str) -> Self {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let p = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        let p = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
         Self::file(&p, Vec::new())
     }
     /// The opaque marker `DIR/.wh..wh..opq`.
@@ -213,7 +217,9 @@ impl TarLayer {
         } else if let Some(l) = link {
             self.builder.append_link(&mut h, &e.path, l).unwrap();
         } else {
-            self.builder.append_data(&mut h, &e.path, &data[..]).unwrap();
+            self.builder
+                .append_data(&mut h, &e.path, &data[..])
+                .unwrap();
         }
         self
     }
@@ -384,7 +390,12 @@ impl OciImage {
         self
     }
 
-    pub fn layer_with_media_type(mut self, tar: Vec<u8>, compression: Compression, mt: &str) -> Self {
+    pub fn layer_with_media_type(
+        mut self,
+        tar: Vec<u8>,
+        compression: Compression,
+        mt: &str,
+    ) -> Self {
         self.layers.push(LayerSpec {
             tar,
             compression,
@@ -468,6 +479,9 @@ impl OciImage {
 /// Reads a whole blob of a built image (small test blobs only).
 pub fn read_blob(layer: &BuiltLayer) -> Vec<u8> {
     let mut v = Vec::new();
-    fs::File::open(&layer.path).unwrap().read_to_end(&mut v).unwrap();
+    fs::File::open(&layer.path)
+        .unwrap()
+        .read_to_end(&mut v)
+        .unwrap();
     v
 }

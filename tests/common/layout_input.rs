@@ -30,7 +30,10 @@ pub fn layer_inputs(dir: &Path, tag: &str) -> Vec<LayerInput> {
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .unwrap_or_else(|| panic!("tag {tag} not in {}", dir.display()));
     let manifest = read_json(&blob_path(dir, desc["digest"].as_str().unwrap()));
-    let config = read_json(&blob_path(dir, manifest["config"]["digest"].as_str().unwrap()));
+    let config = read_json(&blob_path(
+        dir,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     manifest["layers"]
         .as_array()
@@ -47,7 +50,8 @@ pub fn layer_inputs(dir: &Path, tag: &str) -> Vec<LayerInput> {
                 diff_id: diff_id.as_str().unwrap().to_string(),
                 open: Box::new(move || {
                     let file = fs::File::open(&path)?;
-                    Ok(Box::new(VerifyingReader::new(file, expected, "blob")) as Box<dyn Read + Send>)
+                    Ok(Box::new(VerifyingReader::new(file, expected, "blob"))
+                        as Box<dyn Read + Send>)
                 }),
             }
         })

@@ -15,7 +15,10 @@ pub fn require_tool(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "required tool `{name}` is not installed (CI must install it)");
+    assert!(
+        found,
+        "required tool `{name}` is not installed (CI must install it)"
+    );
 }
 
 /// Our digest of an OCI layout image.

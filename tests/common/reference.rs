@@ -57,7 +57,11 @@ pub fn try_reference_digest(image: &BuiltImage, version: u8) -> Result<String, S
         let installed =
             composefs_oci::generate_boot_image(&repo, &pull.manifest_digest, &Default::default())
                 .map_err(|e| format!("{e:#}"))?;
-        assert_eq!(installed.to_hex(), id, "generate_boot_image disagrees with create_filesystem");
+        assert_eq!(
+            installed.to_hex(),
+            id,
+            "generate_boot_image disagrees with create_filesystem"
+        );
     }
     Ok(id)
 }
