@@ -3,6 +3,7 @@
 
 pub mod image_builder;
 pub mod layout_input;
+pub mod realistic;
 pub mod reference;
 
 use std::process::Command;
