@@ -327,25 +327,22 @@ fn build_initramfs(work: &Path, busybox_deb: &Path, kernel_deb: &Path, kver: &st
         .arg("-x")
         .arg(busybox_deb)
         .arg(&unpack));
-    let tarball = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(kernel_deb)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(&unpack)
-        .arg("--wildcards")
-        .arg(format!("./lib/modules/{kver}/kernel/fs/ext4/*"))
-        .arg(format!("./lib/modules/{kver}/kernel/fs/overlayfs/*"))
-        .arg(format!("./lib/modules/{kver}/kernel/fs/erofs/*"))
-        .arg(format!("./lib/modules/{kver}/kernel/drivers/virtio/*"))
+    let wanted = [
+        "fs/ext4/*",
+        "fs/overlayfs/*",
+        "fs/erofs/*",
+        "drivers/virtio/*",
+        "drivers/block/virtio_blk.ko",
+    ]
+    .map(|m| format!("'./lib/modules/{kver}/kernel/{m}'"))
+    .join(" ");
+    let status = Command::new("sh")
+        .arg("-c")
         .arg(format!(
-            "./lib/modules/{kver}/kernel/drivers/block/virtio_blk.ko"
+            "dpkg-deb --fsys-tarfile \"$DEB\" | tar -x -C \"$OUT\" --wildcards {wanted}"
         ))
-        .stdin(tarball.stdout.unwrap())
+        .env("DEB", kernel_deb)
+        .env("OUT", &unpack)
         .status()
         .unwrap();
     assert!(status.success(), "extracting modules for the initramfs");
@@ -419,31 +416,22 @@ pub fn realistic_image() -> Realistic {
         split.cut();
     }
     // The kernel the way bootc images ship it, plus the initramfs.
-    let mut kernel_image = Vec::new();
-    {
-        let mut a = tar::Archive::new(
-            Command::new("dpkg-deb")
-                .arg("--fsys-tarfile")
-                .arg(&kernel_deb)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-                .stdout
-                .unwrap(),
-        );
-        for e in a.entries().unwrap() {
-            let mut e = e.unwrap();
-            if e.path_bytes().as_ref() == format!("./boot/vmlinuz-{kver}").as_bytes() {
-                e.read_to_end(&mut kernel_image).unwrap();
-            }
-        }
-    }
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dpkg-deb --fsys-tarfile \"$DEB\" | tar -xO ./boot/vmlinuz-{kver} > \"$OUT\""
+        ))
+        .env("DEB", &kernel_deb)
+        .env("OUT", &vmlinuz)
+        .status()
+        .unwrap();
+    assert!(status.success(), "extracting vmlinuz");
+    let kernel_image = fs::read(&vmlinuz).unwrap();
     assert!(
         kernel_image.len() > 1_000_000,
         "vmlinuz not found in {}",
         kernel_deb.display()
     );
-    fs::write(&vmlinuz, &kernel_image).unwrap();
     split.add(E::file(&format!("usr/lib/modules/{kver}/vmlinuz"), kernel_image).mode(0o644));
     split.add(
         E::file(
