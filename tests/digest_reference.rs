@@ -412,6 +412,28 @@ fn selinux_policy_split_across_layers_and_overwritten() {
 }
 
 #[test]
+fn selinux_policy_in_nested_directory() {
+    let mut entries = base();
+    entries.extend([
+        E::dir("etc/selinux"),
+        E::file("etc/selinux/config", "SELINUXTYPE=vendor/strict\n"),
+        E::dir("etc/selinux/vendor"),
+        E::dir("etc/selinux/vendor/strict"),
+        E::dir("etc/selinux/vendor/strict/contexts"),
+        E::dir("etc/selinux/vendor/strict/contexts/files"),
+        E::file(
+            "etc/selinux/vendor/strict/contexts/files/file_contexts",
+            "/.*\tsystem_u:object_r:strict_default_t:s0\n/usr(/.*)?\tsystem_u:object_r:strict_usr_t:s0\n",
+        ),
+    ]);
+    let r = check(
+        "nested",
+        OciImage::new().layer(TarLayer::with(entries), Compression::Gzip),
+    );
+    assert!(dump_line(&r, "/usr/bin/sh").contains("strict_usr_t"));
+}
+
+#[test]
 fn no_selinux_config_strips_labels() {
     let mut entries = base();
     entries.push(E::dir("etc/selinux"));
@@ -574,6 +596,8 @@ fn captured_files_resolve_symlinks_inside_the_image() {
             "kargs = [\"console=ttyS0\"]\n",
         ),
         E::file("usr/lib/bootc/kargs.d/README", "not toml"),
+        // `**` must not follow symlinks (this one would loop).
+        E::symlink("usr/lib/bootc/loop", "/"),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let built = OciImage::new()
@@ -585,7 +609,8 @@ fn captured_files_resolve_symlinks_inside_the_image() {
             .with("/etc/os-release")
             .with("/usr/lib/modules/*/vmlinuz")
             .with("/usr/lib/bootc/kargs.d/*.toml")
-            .with("/lib/modules/*/vmlinuz"),
+            .with("/lib/modules/*/vmlinuz")
+            .with("/usr/lib/**/10-console.toml"),
         ..Default::default()
     };
     let r = our_digest(&built, &opts).unwrap();
