@@ -5,6 +5,7 @@ pub mod image_builder;
 pub mod layout_input;
 pub mod realistic;
 pub mod reference;
+pub mod reference_check;
 
 use std::process::Command;
 
