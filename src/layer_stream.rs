@@ -62,13 +62,15 @@ impl LayerStream {
         let buffered = BufReader::with_capacity(INPUT_BUFFER, counted);
         let decompressed: Box<dyn Read + Send> = match compression {
             Compression::None => Box::new(buffered),
-            Compression::Gzip => Box::new(GzipTruncationCheck(
-                flate2::bufread::MultiGzDecoder::new(buffered),
-            )),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(buffered)
+            Compression::Gzip => Box::new(DecoderErrors {
+                format: "gzip",
+                inner: flate2::bufread::MultiGzDecoder::new(buffered),
+            }),
+            Compression::Zstd => Box::new(DecoderErrors {
+                format: "zstd",
+                inner: zstd::stream::read::Decoder::with_buffer(buffered)
                     .map_err(|e| format!("zstd decoder: {e}"))?,
-            ),
+            }),
         };
         Ok(Self {
             inner: VerifyingReader::new(decompressed, diff_id, "diff_id"),
@@ -98,12 +100,16 @@ impl Read for LayerStream {
     }
 }
 
-/// Gives flate2's errors for a cut-off gzip stream a message that says what happened.
-struct GzipTruncationCheck<R>(flate2::bufread::MultiGzDecoder<R>);
+/// Gives decoder errors a message that says what happened: a stream cut short (both flate2
+/// and zstd report `UnexpectedEof`) or corrupt data.
+struct DecoderErrors<R> {
+    format: &'static str,
+    inner: R,
+}
 
-impl<R: io::BufRead> Read for GzipTruncationCheck<R> {
+impl<R: Read> Read for DecoderErrors<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| {
+        self.inner.read(buf).map_err(|e| {
             // Errors of the blob reader underneath (e.g. its digest check) pass unchanged.
             if e.get_ref()
                 .is_some_and(|inner| inner.is::<DigestMismatch>())
@@ -112,10 +118,10 @@ impl<R: io::BufRead> Read for GzipTruncationCheck<R> {
             } else if e.kind() == io::ErrorKind::UnexpectedEof {
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "gzip stream ends early (truncated blob)",
+                    format!("{} stream ends early (truncated blob)", self.format),
                 )
             } else {
-                io::Error::new(e.kind(), format!("corrupt gzip stream: {e}"))
+                io::Error::new(e.kind(), format!("corrupt {} stream: {e}", self.format))
             }
         })
     }

@@ -20,8 +20,8 @@ use composefs::tree::{Directory, FileSystem, Inode, RegularFile};
 
 use super::ObjectId;
 
-/// Globs over absolute image paths: `*` matches within one component, a final `**` matches
-/// everything below. Example: `/usr/lib/modules/*/vmlinuz`, `/usr/lib/bootc/kargs.d/*.toml`.
+/// Globs over absolute image paths: `*` matches within one component, `**` matches any number
+/// of components (at least one when it ends the pattern). Example: `/usr/lib/modules/*/vmlinuz`, `/usr/lib/bootc/kargs.d/*.toml`.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureSet {
     patterns: Vec<Vec<Vec<u8>>>,
@@ -49,11 +49,12 @@ impl CaptureSet {
     }
 
     /// The files composefs-boot's labelling reads: `/etc/selinux/config` and the
-    /// `file_contexts*` files of the configured policy (research/composefs.md §3.3).
+    /// `file_contexts*` files of the configured policy (research/composefs.md §3.3). The policy
+    /// directory is whatever `SELINUXTYPE` names, so any depth below /etc/selinux is taken.
     pub fn selinux_policy() -> Self {
         Self::new()
             .with("/etc/selinux/config")
-            .with("/etc/selinux/*/contexts/files/file_contexts*")
+            .with("/etc/selinux/**/contexts/files/file_contexts*")
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,11 +75,19 @@ fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
 }
 
 fn match_parts(pattern: &[Vec<u8>], parts: &[&[u8]]) -> bool {
-    match (pattern.split_first(), parts.split_first()) {
-        (Some((p, _)), Some(_)) if p == b"**" && pattern.len() == 1 => true,
-        (Some((p, prest)), Some((c, crest))) => glob(p, c) && match_parts(prest, crest),
-        (None, None) => true,
-        _ => false,
+    match pattern.split_first() {
+        None => parts.is_empty(),
+        // A final `**` needs at least one component, an inner one matches zero or more.
+        Some((p, rest)) if p == b"**" => {
+            if rest.is_empty() {
+                !parts.is_empty()
+            } else {
+                (0..=parts.len()).any(|skip| match_parts(rest, &parts[skip..]))
+            }
+        }
+        Some((p, rest)) => parts
+            .split_first()
+            .is_some_and(|(c, crest)| glob(p, c) && match_parts(rest, crest)),
     }
 }
 
@@ -269,27 +278,36 @@ fn walk_pattern(
     let Some((first, rest)) = pattern.split_first() else {
         return;
     };
-    let everything_below = first == b"**" && rest.is_empty();
+    if first == b"**" {
+        if !rest.is_empty() {
+            walk_pattern(fs, dir, prefix.clone(), rest, stash, out);
+        }
+        for (name, inode) in dir.sorted_entries() {
+            let path = format!("{prefix}/{}", name.to_string_lossy());
+            match inode {
+                // Only real directories: following symlinks under `**` could loop forever.
+                Inode::Directory(sub) => walk_pattern(fs, sub, path, pattern, stash, out),
+                Inode::Leaf(..) if rest.is_empty() => {
+                    if let Some(file) = capture_path(fs, &path, stash) {
+                        out.insert(path, file);
+                    }
+                }
+                Inode::Leaf(..) => {}
+            }
+        }
+        return;
+    }
     for (name, _) in dir.sorted_entries() {
-        if !everything_below && !glob(first, name.as_bytes()) {
+        if !glob(first, name.as_bytes()) {
             continue;
         }
         let path = format!("{prefix}/{}", name.to_string_lossy());
-        if rest.is_empty() && !everything_below {
+        if rest.is_empty() {
             if let Some(file) = capture_path(fs, &path, stash) {
                 out.insert(path, file);
             }
-            continue;
-        }
-        let sub_pattern: &[Vec<u8>] = if everything_below { pattern } else { rest };
-        match resolve(fs, &path) {
-            Ok(Resolved::Dir(sub)) => walk_pattern(fs, sub, path, sub_pattern, stash, out),
-            Ok(Resolved::Leaf(..)) if everything_below => {
-                if let Some(file) = capture_path(fs, &path, stash) {
-                    out.insert(path, file);
-                }
-            }
-            _ => {}
+        } else if let Ok(Resolved::Dir(sub)) = resolve(fs, &path) {
+            walk_pattern(fs, sub, path, rest, stash, out);
         }
     }
 }
@@ -408,10 +426,14 @@ mod tests {
         assert!(!set.matches(b"/etc/selinux"));
         assert!(set.matches(b"/usr/lib/bootc/kargs.d/10-a.toml"));
         assert!(!set.matches(b"/usr/lib/bootc/kargs.d/10-a.conf"));
-        assert!(
-            CaptureSet::selinux_policy()
-                .matches(b"/etc/selinux/x/contexts/files/file_contexts.subs_dist")
-        );
+        let selinux = CaptureSet::selinux_policy();
+        assert!(selinux.matches(b"/etc/selinux/x/contexts/files/file_contexts.subs_dist"));
+        assert!(selinux.matches(b"/etc/selinux/a/b/contexts/files/file_contexts"));
+        assert!(!selinux.matches(b"/etc/selinux/x/policy/policy.33"));
+        let mid = CaptureSet::new().with("/usr/**/vmlinuz");
+        assert!(mid.matches(b"/usr/vmlinuz"));
+        assert!(mid.matches(b"/usr/lib/modules/k/vmlinuz"));
+        assert!(!mid.matches(b"/usr/lib/modules/k/vmlinuz.old"));
     }
 
     #[test]

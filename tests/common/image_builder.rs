@@ -323,6 +323,51 @@ pub struct BuiltImage {
 }
 
 impl BuiltImage {
+    /// Reads back an image written by [`OciImage::write`].
+    pub fn load(dir: &Path, tag: &str) -> Self {
+        let json = |p: PathBuf| -> serde_json::Value {
+            serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
+        };
+        let blob = |d: &str| {
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let index = json(dir.join("index.json"));
+        let desc = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap();
+        let manifest_digest = desc["digest"].as_str().unwrap().to_string();
+        let manifest = json(blob(&manifest_digest));
+        let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+        let config = json(blob(&config_digest));
+        let layers = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+            .map(|(l, d)| {
+                let digest = l["digest"].as_str().unwrap().to_string();
+                BuiltLayer {
+                    path: blob(&digest),
+                    digest,
+                    media_type: l["mediaType"].as_str().unwrap().to_string(),
+                    diff_id: d.as_str().unwrap().to_string(),
+                    size: l["size"].as_u64().unwrap(),
+                }
+            })
+            .collect();
+        Self {
+            dir: dir.to_path_buf(),
+            tag: tag.to_string(),
+            manifest_digest,
+            config_digest,
+            layers,
+        }
+    }
+
     /// `oci:DIR:TAG`, the reference skopeo and composefs-oci understand.
     pub fn oci_ref(&self) -> String {
         format!("oci:{}:{}", self.dir.display(), self.tag)

@@ -4,7 +4,9 @@
 
 pub mod image_builder;
 pub mod layout_input;
+pub mod realistic;
 pub mod reference;
+pub mod reference_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
