@@ -16,6 +16,8 @@ pub mod manifest;
 pub mod mutate;
 pub mod pe;
 pub mod reference;
+pub mod seal;
+pub mod sink;
 pub mod source;
 pub mod tree;
 pub mod uki;

@@ -2,7 +2,7 @@
 //! an OCI archive), behind one blocking interface whose blob streams are digest-verified.
 
 mod oci_archive;
-mod oci_layout;
+pub mod oci_layout;
 mod registry;
 
 pub use oci_archive::OciArchiveSource;

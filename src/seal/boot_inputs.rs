@@ -1,0 +1,119 @@
+//! What sealing needs from the image itself: the one kernel and its initramfs, os-release, the
+//! systemd stub and systemd-boot for the image's architecture, the kargs.d files, and `/boot`'s
+//! own metadata; read from the applied tree before the digest (bootc's layout:
+//! `/usr/lib/modules/<kver>/{vmlinuz,initramfs.img}`, `/usr/lib/systemd/boot/efi/`).
+
+use crate::tree::{CaptureSet, CapturedFiles};
+use std::ffi::OsStr;
+
+const KERNELS: &str = "/usr/lib/modules/*/vmlinuz";
+const INITRDS: &str = "/usr/lib/modules/*/initramfs.img";
+const EFI_DIR: &str = "/usr/lib/systemd/boot/efi";
+const KARGS_D: &str = "/usr/lib/bootc/kargs.d/*.toml";
+
+/// The files to stash while the base layers stream.
+pub fn capture_set() -> CaptureSet {
+    CaptureSet::new()
+        .with(KERNELS)
+        .with(INITRDS)
+        .with("/usr/lib/os-release")
+        .with("/etc/os-release")
+        .with(&format!("{EFI_DIR}/*.efi.stub"))
+        .with(&format!("{EFI_DIR}/systemd-boot*.efi"))
+        .with(KARGS_D)
+}
+
+/// The EFI file-name suffix of an OCI architecture (`x64`, `aa64`).
+pub fn efi_arch(oci_arch: &str) -> Result<&'static str, String> {
+    match oci_arch {
+        "amd64" => Ok("x64"),
+        "arm64" => Ok("aa64"),
+        other => Err(format!("architecture {other} has no UEFI systemd stub (amd64 and arm64 are supported)")),
+    }
+}
+
+/// Mode, uid and gid of a directory in the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirMeta {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// The inputs found in one image.
+pub struct BootInputs {
+    pub kver: String,
+    pub kernel: Vec<u8>,
+    pub initrd: Vec<u8>,
+    pub os_release: Vec<u8>,
+    /// The stub (None when the image has none; the caller may supply one).
+    pub stub: Option<Vec<u8>>,
+    /// `systemd-boot<arch>.efi`, unsigned, and its path in the image.
+    pub systemd_boot: Option<(String, Vec<u8>)>,
+    /// kargs.d files: (file name, contents).
+    pub kargs_d: Vec<(String, Vec<u8>)>,
+    pub boot_dir: DirMeta,
+}
+
+/// Reads the sealing inputs from `captured` (and `/boot`'s metadata from `fs`), or says why
+/// this is not a bootc image.
+pub fn find(
+    captured: &CapturedFiles,
+    fs: &composefs::tree::FileSystem<crate::tree::ObjectId>,
+    oci_arch: &str,
+) -> Result<BootInputs, String> {
+    let kernels = captured.matching(KERNELS);
+    let kver = match kernels.as_slice() {
+        [] => return Err("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz".into()),
+        [one] => one
+            .trim_start_matches("/usr/lib/modules/")
+            .trim_end_matches("/vmlinuz")
+            .to_owned(),
+        many => {
+            return Err(format!(
+                "image has {} kernels ({}); a sealed image boots exactly one",
+                many.len(),
+                many.join(", ")
+            ));
+        }
+    };
+    let module_dir = format!("/usr/lib/modules/{kver}");
+    let kernel = captured.read(&format!("{module_dir}/vmlinuz"))?;
+    let initrd = captured
+        .read(&format!("{module_dir}/initramfs.img"))
+        .map_err(|_| format!("not a bootc image: no initramfs at {module_dir}/initramfs.img"))?;
+    let os_release = captured
+        .read("/usr/lib/os-release")
+        .or_else(|_| captured.read("/etc/os-release"))
+        .map_err(|_| "not a bootc image: no /usr/lib/os-release (nor /etc/os-release)".to_owned())?;
+    let arch = efi_arch(oci_arch)?;
+    let stub = captured.read(&format!("{EFI_DIR}/linux{arch}.efi.stub")).ok();
+    let sd_path = format!("{EFI_DIR}/systemd-boot{arch}.efi");
+    let systemd_boot = captured.read(&sd_path).ok().map(|b| (sd_path, b));
+    let mut kargs_d = Vec::new();
+    for path in captured.matching(KARGS_D) {
+        let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+        kargs_d.push((name, captured.read(path)?));
+    }
+    let boot = fs
+        .root
+        .get_directory_opt(OsStr::new("boot"))
+        .ok()
+        .flatten()
+        .ok_or("not a bootc image: no /boot directory")?;
+    let boot_dir = DirMeta {
+        mode: boot.stat.st_mode & 0o7777,
+        uid: boot.stat.st_uid.into(),
+        gid: boot.stat.st_gid.into(),
+    };
+    Ok(BootInputs {
+        kver,
+        kernel,
+        initrd,
+        os_release,
+        stub,
+        systemd_boot,
+        kargs_d,
+        boot_dir,
+    })
+}

@@ -1,0 +1,234 @@
+//! Sealing one platform's image: a pure transformation from the base image (read through a
+//! source) to a new image value — new top layer, config and manifest — nothing written yet.
+
+use super::boot_inputs::{self, BootInputs};
+use super::{SealError, SealOptions, UkiSource};
+use crate::authenticode;
+use crate::digest::{self, DigestOptions};
+use crate::kargs;
+use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
+use crate::manifest::{Descriptor, sha256_digest};
+use crate::mutate::{self, HistoryEntry};
+use crate::source::{ImageSource, ResolvedImage};
+use crate::uki::{self, UkiInputs};
+use std::sync::Arc;
+
+/// One platform's sealed image, ready to be written to a sink.
+pub struct SealedImage {
+    pub base: ResolvedImage,
+    /// The new top layer (streamed again when it is uploaded).
+    pub layer: Arc<LayerContents>,
+    pub layer_descriptor: Descriptor,
+    pub written: WrittenLayer,
+    pub config_bytes: Vec<u8>,
+    pub config_descriptor: Descriptor,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_descriptor: Descriptor,
+    pub digest_hex: String,
+    pub cmdline: String,
+    pub kver: String,
+    pub warnings: Vec<String>,
+}
+
+/// Builds the sealed image of `base`.
+pub fn seal_image(
+    source: &Arc<dyn ImageSource>,
+    base: ResolvedImage,
+    opts: &SealOptions,
+) -> Result<SealedImage, SealError> {
+    let name = base.name.clone();
+    let err = |m: String| SealError::Image { image: name.clone(), message: m };
+    let mut dopts = DigestOptions {
+        erofs_version: opts.erofs_version,
+        capture: boot_inputs::capture_set(),
+        ..Default::default()
+    };
+    let mut ingested = digest::ingest(&name, digest::layer_inputs(source, &base), &dopts)?;
+    let captured = ingested.captured(&boot_inputs::capture_set());
+    let inputs = boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture)
+        .map_err(err)?;
+    let stub = match (&opts.stub, &inputs.stub) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            return Err(err(format!(
+                "not a bootc image: no systemd stub at /usr/lib/systemd/boot/efi/linux{}.efi.stub (give --stub)",
+                boot_inputs::efi_arch(&base.platform.architecture).unwrap_or("?")
+            )));
+        }
+    };
+    let signed_bootloader = signed_bootloader(&inputs, opts).map_err(err)?;
+    let mut layer = sealing_layer(&inputs, signed_bootloader, opts);
+
+    // The digest covers the final tree: base layers plus this layer; the UKI is not in it yet,
+    // which is fine because the boot transform empties /boot (research/composefs.md §1.4).
+    ingested
+        .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
+        .map_err(SealError::from)?;
+    dopts.capture = Default::default();
+    let report = ingested.finish(&dopts)?;
+    let digest_hex = report.digest_hex.clone();
+
+    let image_kargs = kargs::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
+    let cmdline = kargs::sealed_cmdline(&digest_hex, &image_kargs, &opts.kargs);
+    let uki_bytes = match &opts.uki {
+        UkiSource::Build => {
+            let unsigned = uki::build(&UkiInputs {
+                stub: &stub,
+                linux: &inputs.kernel,
+                initrd: Some(&inputs.initrd),
+                os_release: &inputs.os_release,
+                cmdline: Some(cmdline.as_bytes()),
+                uname: Some(&inputs.kver),
+                ..Default::default()
+            })
+            .map_err(|e| err(format!("building the UKI: {e}")))?;
+            match &opts.signer {
+                Some(s) => authenticode::sign(&unsigned, s.as_ref(), false)
+                    .map_err(|e| err(format!("signing the UKI: {e}")))?,
+                None => unsigned,
+            }
+        }
+        UkiSource::Signed(bytes) => {
+            check_supplied_uki(bytes, &digest_hex, opts).map_err(err)?;
+            bytes.clone()
+        }
+    };
+    layer.entries.insert(
+        3,
+        LayerEntry::File {
+            path: format!("boot/EFI/Linux/{}.efi", inputs.kver),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            content: Arc::from(uki_bytes),
+        },
+    );
+
+    let media_type = mutate::layer_media_type(&base.manifest.media_type, opts.compression).map_err(err)?;
+    let written = layer
+        .describe(opts.compression)
+        .map_err(|e| err(format!("writing the new layer: {e}")))?;
+    let layer_descriptor = Descriptor {
+        media_type: media_type.into(),
+        digest: written.digest.clone(),
+        size: written.size,
+        platform: None,
+        annotations: None,
+    };
+    let history = HistoryEntry {
+        created: mutate::rfc3339(opts.source_date_epoch),
+        created_by: format!("bootseal seal (composefs={digest_hex})"),
+        comment: format!("sealed UKI /boot/EFI/Linux/{}.efi", inputs.kver),
+    };
+    let config = mutate::config_with_layer(&base.config, &written.diff_id, &history, &opts.labels)
+        .map_err(err)?;
+    let config_bytes = serde_json::to_vec(&config).map_err(|e| err(e.to_string()))?;
+    let config_descriptor = Descriptor {
+        media_type: base.config_descriptor.media_type.clone(),
+        digest: sha256_digest(&config_bytes),
+        size: config_bytes.len() as u64,
+        platform: None,
+        annotations: None,
+    };
+    let annotations = vec![
+        ("org.opencontainers.image.base.digest".to_owned(), base.manifest_digest()),
+        ("org.opencontainers.image.base.name".to_owned(), opts.base_name.clone()),
+    ];
+    let manifest = mutate::manifest_with_layer(&base.manifest.json, &config_descriptor, &layer_descriptor, &annotations)
+        .map_err(err)?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| err(e.to_string()))?;
+    let manifest_descriptor = Descriptor {
+        media_type: base.manifest.media_type.clone(),
+        digest: sha256_digest(&manifest_bytes),
+        size: manifest_bytes.len() as u64,
+        platform: Some(base.platform.clone()),
+        annotations: None,
+    };
+    Ok(SealedImage {
+        base,
+        layer: Arc::new(layer),
+        layer_descriptor,
+        written,
+        config_bytes,
+        config_descriptor,
+        manifest_bytes,
+        manifest_descriptor,
+        digest_hex,
+        cmdline,
+        kver: inputs.kver,
+        warnings: report.warnings,
+    })
+}
+
+/// systemd-boot signed with the sealing key (or the one supplied), or None when not wanted.
+fn signed_bootloader(inputs: &BootInputs, opts: &SealOptions) -> Result<Option<(String, Vec<u8>)>, String> {
+    if !opts.sign_bootloader {
+        return Ok(None);
+    }
+    let Some((path, unsigned)) = &inputs.systemd_boot else {
+        return Err("image has no systemd-boot under /usr/lib/systemd/boot/efi (use --no-sign-bootloader)".into());
+    };
+    let signed = match (&opts.bootloader, &opts.signer) {
+        (Some(supplied), _) => {
+            if let Some(cert) = &opts.cert {
+                authenticode::verify(supplied, cert)
+                    .map_err(|e| format!("--bootloader: signature check failed: {e}"))?;
+            }
+            supplied.clone()
+        }
+        (None, Some(signer)) => authenticode::sign(unsigned, signer.as_ref(), false)
+            .map_err(|e| format!("signing {path}: {e}"))?,
+        (None, None) => return Err("systemd-boot must be signed: give --key/--cert, --bootloader, or --no-sign-bootloader".into()),
+    };
+    // `bootctl install` prefers `<name>.efi.signed` beside the unsigned file.
+    Ok(Some((format!("{path}.signed"), signed)))
+}
+
+/// The new layer without the UKI: `/boot` (the base's metadata), `boot/EFI/`, `boot/EFI/Linux/`,
+/// the signed systemd-boot, and whiteouts of the kernel and initramfs the UKI replaces.
+fn sealing_layer(inputs: &BootInputs, bootloader: Option<(String, Vec<u8>)>, opts: &SealOptions) -> LayerContents {
+    let b = inputs.boot_dir;
+    let mut entries = vec![
+        LayerEntry::Directory { path: "boot".into(), mode: b.mode, uid: b.uid, gid: b.gid },
+        LayerEntry::Directory { path: "boot/EFI".into(), mode: 0o755, uid: 0, gid: 0 },
+        LayerEntry::Directory { path: "boot/EFI/Linux".into(), mode: 0o755, uid: 0, gid: 0 },
+    ];
+    if let Some((path, bytes)) = bootloader {
+        entries.push(LayerEntry::File {
+            path: path.trim_start_matches('/').into(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            content: Arc::from(bytes),
+        });
+    }
+    if !opts.keep_kernel {
+        for name in ["vmlinuz", "initramfs.img"] {
+            entries.push(LayerEntry::Whiteout {
+                dir: format!("usr/lib/modules/{}", inputs.kver),
+                name: name.into(),
+            });
+        }
+    }
+    LayerContents { entries, mtime: opts.source_date_epoch }
+}
+
+/// A UKI signed elsewhere must carry this image's digest and, with --cert, a valid signature.
+fn check_supplied_uki(bytes: &[u8], digest_hex: &str, opts: &SealOptions) -> Result<(), String> {
+    let report = uki::inspect(bytes).map_err(|e| format!("--uki: {e}"))?;
+    let cmdline = report.cmdline.unwrap_or_default();
+    match kargs::composefs_digest(&cmdline) {
+        Some(d) if d == digest_hex => {}
+        Some(d) => {
+            return Err(format!(
+                "--uki carries composefs={d} but the image's digest is {digest_hex}"
+            ));
+        }
+        None => return Err("--uki has no composefs= argument on its command line".into()),
+    }
+    if let Some(cert) = &opts.cert {
+        authenticode::verify(bytes, cert).map_err(|e| format!("--uki: signature check failed: {e}"))?;
+    }
+    Ok(())
+}

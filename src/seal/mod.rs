@@ -1,0 +1,86 @@
+//! `seal`: the whole pipeline. Read the base image from a source, compute its composefs digest
+//! over the final tree, build and sign the UKI (and systemd-boot), produce the new top layer,
+//! config and manifest as new values, then write them to a sink: base blobs first (mounted or
+//! copied), the new layer streamed, the config, and the manifest (or index) last.
+
+mod boot_inputs;
+mod image;
+pub mod verify;
+mod write;
+
+pub use boot_inputs::{BootInputs, capture_set, efi_arch};
+pub use image::{SealedImage, seal_image};
+pub use write::{SealReport, seal};
+
+use crate::authenticode::AuthenticodeSigner;
+use crate::digest::{DigestError, ErofsVersion};
+use crate::layer_writer::LayerCompression;
+use crate::manifest::Platform;
+use crate::source::SourceError;
+use x509_cert::Certificate;
+
+/// Where the UKI comes from.
+#[derive(Clone, Debug, Default)]
+pub enum UkiSource {
+    /// Built here from the image's kernel, initramfs, os-release and stub, then signed.
+    #[default]
+    Build,
+    /// Built and signed elsewhere (`--uki`); checked against the digest computed here.
+    Signed(Vec<u8>),
+}
+
+/// Everything `seal` needs besides the source and destination.
+pub struct SealOptions {
+    pub platforms: Vec<Platform>,
+    pub signer: Option<Box<dyn AuthenticodeSigner + Send + Sync>>,
+    /// Verifies supplied signed binaries (`--uki`, `--bootloader`).
+    pub cert: Option<Certificate>,
+    pub kargs: Vec<String>,
+    pub keep_kernel: bool,
+    pub sign_bootloader: bool,
+    pub uki: UkiSource,
+    pub bootloader: Option<Vec<u8>>,
+    pub stub: Option<Vec<u8>>,
+    pub labels: Vec<(String, String)>,
+    pub compression: LayerCompression,
+    pub erofs_version: ErofsVersion,
+    pub source_date_epoch: u64,
+    /// The base image's name recorded in `org.opencontainers.image.base.name`.
+    pub base_name: String,
+    pub jobs: usize,
+}
+
+impl Default for SealOptions {
+    fn default() -> Self {
+        SealOptions {
+            platforms: vec![Platform::parse("linux/amd64").expect("valid")],
+            signer: None,
+            cert: None,
+            kargs: Vec::new(),
+            keep_kernel: false,
+            sign_bootloader: true,
+            uki: UkiSource::Build,
+            bootloader: None,
+            stub: None,
+            labels: vec![("containers.bootc".into(), "sealed".into())],
+            compression: LayerCompression::Gzip,
+            erofs_version: ErofsVersion::V1,
+            source_date_epoch: 0,
+            base_name: String::new(),
+            jobs: 4,
+        }
+    }
+}
+
+/// Why sealing failed; nothing was tagged.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error("{image}: {message}")]
+    Image { image: String, message: String },
+    #[error("{destination}: {message}")]
+    Destination { destination: String, message: String },
+}

@@ -1,0 +1,152 @@
+//! Writing sealed images to a sink in the order that never leaves a tag pointing at anything
+//! missing: every blob (base layers mounted or copied, the new layer streamed, the config),
+//! then each platform's manifest, then the index; the tag moves only with the last write.
+
+use super::{SealError, SealOptions, SealedImage, seal_image};
+use crate::layer_writer::blob_reader;
+use crate::manifest::{Descriptor, Document, DocumentKind, sha256_digest};
+use crate::mutate;
+use crate::reference::ImageRef;
+use crate::sink::Sink;
+use crate::source::{self, ImageSource};
+use std::sync::Arc;
+
+/// What a seal produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SealReport {
+    /// `DST@sha256:…` of the manifest or index that was written.
+    pub reference: String,
+    pub digest: String,
+    pub platforms: Vec<PlatformReport>,
+}
+
+/// One sealed platform.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub base_manifest: String,
+    pub manifest: String,
+    pub composefs_digest: String,
+    pub cmdline: String,
+    pub kernel: String,
+    pub layer: Descriptor,
+    pub warnings: Vec<String>,
+}
+
+/// Seals `from` for `opts.platforms` and writes the result to `sink` (tagged as `to`).
+pub fn seal(
+    source: Arc<dyn ImageSource>,
+    sink: &dyn Sink,
+    to: &ImageRef,
+    opts: &SealOptions,
+) -> Result<SealReport, SealError> {
+    let root = source.root_manifest()?;
+    let dest_err = |m: String| SealError::Destination { destination: to.to_string(), message: m };
+    let tag = to.tag().map(str::to_owned);
+    let mut platforms = Vec::new();
+    let top: Document = match root.kind {
+        DocumentKind::Image => {
+            let platform = opts.platforms.first().cloned().unwrap_or_else(|| {
+                crate::manifest::Platform::parse("linux/amd64").expect("valid")
+            });
+            let base = source::resolve(source.as_ref(), &platform)?;
+            let sealed = seal_image(&source, base, opts)?;
+            write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
+            let doc = Document::parse(sealed.manifest_bytes.clone(), Some(&sealed.manifest_descriptor.media_type))
+                .map_err(dest_err)?;
+            platforms.push(report(&sealed));
+            doc
+        }
+        DocumentKind::Index => {
+            let mut index = root.json.clone();
+            let entries = root.index_entries().map_err(|m| SealError::Image { image: source.name(), message: m })?;
+            let mut sealed_digests = Vec::new();
+            for platform in &opts.platforms {
+                let base = source::resolve(source.as_ref(), platform)?;
+                let old = base.manifest_digest();
+                let sealed = seal_image(&source, base, opts)?;
+                write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
+                let doc = Document::parse(sealed.manifest_bytes.clone(), Some(&sealed.manifest_descriptor.media_type))
+                    .map_err(dest_err)?;
+                sink.put_manifest(&doc, None).map_err(|e| dest_err(e.to_string()))?;
+                index = mutate::index_with_replaced(&index, &old, &sealed.manifest_descriptor).map_err(dest_err)?;
+                sealed_digests.push(old);
+                platforms.push(report(&sealed));
+            }
+            // Untouched platforms keep their digests: copy them (blobs, then manifest) as they are.
+            for entry in entries.iter().filter(|e| !sealed_digests.contains(&e.digest)) {
+                copy_manifest(source.as_ref(), sink, entry).map_err(dest_err)?;
+            }
+            let bytes = serde_json::to_vec(&index).map_err(|e| dest_err(e.to_string()))?;
+            Document::parse(bytes, Some(&root.media_type)).map_err(dest_err)?
+        }
+    };
+    if top.kind == DocumentKind::Image {
+        sink.put_manifest(&top, tag.as_deref()).map_err(|e| dest_err(e.to_string()))?;
+    } else {
+        sink.put_manifest(&top, tag.as_deref()).map_err(|e| dest_err(e.to_string()))?;
+    }
+    let digest = sha256_digest(&top.bytes);
+    Ok(SealReport {
+        reference: format!("{}@{digest}", strip_tag(to)),
+        digest,
+        platforms,
+    })
+}
+
+fn report(s: &SealedImage) -> PlatformReport {
+    PlatformReport {
+        platform: s.base.platform.to_string(),
+        base_manifest: s.base.manifest_digest(),
+        manifest: s.manifest_descriptor.digest.clone(),
+        composefs_digest: s.digest_hex.clone(),
+        cmdline: s.cmdline.clone(),
+        kernel: s.kver.clone(),
+        layer: s.layer_descriptor.clone(),
+        warnings: s.warnings.clone(),
+    }
+}
+
+/// The destination without its tag, for `NAME@DIGEST`.
+fn strip_tag(to: &ImageRef) -> String {
+    match to {
+        ImageRef::Registry(r) => format!("docker://{}/{}", r.registry(), r.repository()),
+        ImageRef::OciLayout { dir, .. } => format!("oci:{}", dir.display()),
+        ImageRef::OciArchive { file, .. } => format!("oci-archive:{}", file.display()),
+    }
+}
+
+/// Makes every blob of a sealed image present in the sink (the manifest is the caller's).
+fn write_image(source: &dyn ImageSource, sink: &dyn Sink, sealed: &SealedImage, opts: &SealOptions) -> Result<(), String> {
+    copy_blobs(source, sink, &sealed.base.layers)?;
+    if !sink.has_blob(&sealed.layer_descriptor).map_err(|e| e.to_string())? {
+        let reader = blob_reader(Arc::clone(&sealed.layer), opts.compression)
+            .map_err(|e| format!("new layer: {e}"))?;
+        sink.put_blob_stream(&sealed.layer_descriptor, Box::new(reader))
+            .map_err(|e| format!("new layer {}: {e}", sealed.layer_descriptor.digest))?;
+    }
+    sink.put_blob(&sealed.config_descriptor, &sealed.config_bytes)
+        .map_err(|e| format!("config {}: {e}", sealed.config_descriptor.digest))?;
+    Ok(())
+}
+
+fn copy_blobs(source: &dyn ImageSource, sink: &dyn Sink, blobs: &[Descriptor]) -> Result<(), String> {
+    for desc in blobs {
+        if !sink.has_blob(desc).map_err(|e| e.to_string())? {
+            sink.copy_blob(desc, source).map_err(|e| format!("layer {}: {e}", desc.digest))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies one image manifest named by an index entry, its config and layers, unchanged.
+fn copy_manifest(source: &dyn ImageSource, sink: &dyn Sink, entry: &Descriptor) -> Result<(), String> {
+    let doc = source.manifest(entry).map_err(|e| e.to_string())?;
+    if doc.kind != DocumentKind::Image {
+        return Err(format!("index entry {} is not an image manifest", entry.digest));
+    }
+    let mut blobs = vec![doc.config()?];
+    blobs.extend(doc.layers()?);
+    copy_blobs(source, sink, &blobs)?;
+    sink.put_manifest(&doc, None).map_err(|e| e.to_string())
+}
