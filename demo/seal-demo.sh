@@ -116,7 +116,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db k
 
 say "sealing"
 "$BOOTSEAL" seal --tls-verify=false --from "docker://$R/demo/os:base" --to "docker://$R/demo/os:sealed" \
-  --key "$work/db.key" --cert "$work/db.crt" --digestfile "$work/sealed.digest"
+  --key "$work/db.key" --cert "$work/db.crt" --allow-section-overlap --digestfile "$work/sealed.digest"
 
 say "verifying"
 "$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"

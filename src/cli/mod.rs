@@ -4,6 +4,7 @@ pub mod build_uki;
 mod digest;
 pub mod inspect;
 mod options;
+mod seal;
 pub mod sign;
 pub mod verify_pe;
 
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the composefs digest bootc computes for an image
     Digest(digest::Args),
+    /// Seal an image: digest, UKI, signatures, new top layer, written to the destination
+    Seal(seal::Args),
     /// Assemble a Unified Kernel Image from a stub, kernel, initrd, os-release and cmdline.
     BuildUki(build_uki::Args),
     /// Sign a PE image (UKI, systemd-boot, kernel) for UEFI Secure Boot (Authenticode).
@@ -62,6 +65,7 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Digest(a) => digest::run(a),
+        Command::Seal(a) => seal::run(a),
         Command::BuildUki(a) => build_uki::run(a),
         Command::Sign(a) => sign::run(a),
         Command::VerifyPe(a) => verify_pe::run(a),

@@ -28,7 +28,9 @@ pub fn efi_arch(oci_arch: &str) -> Result<&'static str, String> {
     match oci_arch {
         "amd64" => Ok("x64"),
         "arm64" => Ok("aa64"),
-        other => Err(format!("architecture {other} has no UEFI systemd stub (amd64 and arm64 are supported)")),
+        other => Err(format!(
+            "architecture {other} has no UEFI systemd stub (amd64 and arm64 are supported)"
+        )),
     }
 }
 
@@ -85,9 +87,13 @@ pub fn find(
     let os_release = captured
         .read("/usr/lib/os-release")
         .or_else(|_| captured.read("/etc/os-release"))
-        .map_err(|_| "not a bootc image: no /usr/lib/os-release (nor /etc/os-release)".to_owned())?;
+        .map_err(|_| {
+            "not a bootc image: no /usr/lib/os-release (nor /etc/os-release)".to_owned()
+        })?;
     let arch = efi_arch(oci_arch)?;
-    let stub = captured.read(&format!("{EFI_DIR}/linux{arch}.efi.stub")).ok();
+    let stub = captured
+        .read(&format!("{EFI_DIR}/linux{arch}.efi.stub"))
+        .ok();
     let sd_path = format!("{EFI_DIR}/systemd-boot{arch}.efi");
     let systemd_boot = captured.read(&sd_path).ok().map(|b| (sd_path, b));
     let mut kargs_d = Vec::new();

@@ -37,7 +37,10 @@ pub fn seal_image(
     opts: &SealOptions,
 ) -> Result<SealedImage, SealError> {
     let name = base.name.clone();
-    let err = |m: String| SealError::Image { image: name.clone(), message: m };
+    let err = |m: String| SealError::Image {
+        image: name.clone(),
+        message: m,
+    };
     let mut dopts = DigestOptions {
         erofs_version: opts.erofs_version,
         capture: boot_inputs::capture_set(),
@@ -45,8 +48,8 @@ pub fn seal_image(
     };
     let mut ingested = digest::ingest(&name, digest::layer_inputs(source, &base), &dopts)?;
     let captured = ingested.captured(&boot_inputs::capture_set());
-    let inputs = boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture)
-        .map_err(err)?;
+    let inputs =
+        boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture).map_err(err)?;
     let stub = match (&opts.stub, &inputs.stub) {
         (Some(s), _) => s.clone(),
         (None, Some(s)) => s.clone(),
@@ -69,7 +72,8 @@ pub fn seal_image(
     let report = ingested.finish(&dopts)?;
     let digest_hex = report.digest_hex.clone();
 
-    let image_kargs = kargs::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
+    let image_kargs =
+        kargs::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
     let cmdline = kargs::sealed_cmdline(&digest_hex, &image_kargs, &opts.kargs);
     let uki_bytes = match &opts.uki {
         UkiSource::Build => {
@@ -80,6 +84,7 @@ pub fn seal_image(
                 os_release: &inputs.os_release,
                 cmdline: Some(cmdline.as_bytes()),
                 uname: Some(&inputs.kver),
+                allow_section_overlap: opts.allow_section_overlap,
                 ..Default::default()
             })
             .map_err(|e| err(format!("building the UKI: {e}")))?;
@@ -105,7 +110,8 @@ pub fn seal_image(
         },
     );
 
-    let media_type = mutate::layer_media_type(&base.manifest.media_type, opts.compression).map_err(err)?;
+    let media_type =
+        mutate::layer_media_type(&base.manifest.media_type, opts.compression).map_err(err)?;
     let written = layer
         .describe(opts.compression)
         .map_err(|e| err(format!("writing the new layer: {e}")))?;
@@ -132,11 +138,22 @@ pub fn seal_image(
         annotations: None,
     };
     let annotations = vec![
-        ("org.opencontainers.image.base.digest".to_owned(), base.manifest_digest()),
-        ("org.opencontainers.image.base.name".to_owned(), opts.base_name.clone()),
+        (
+            "org.opencontainers.image.base.digest".to_owned(),
+            base.manifest_digest(),
+        ),
+        (
+            "org.opencontainers.image.base.name".to_owned(),
+            opts.base_name.clone(),
+        ),
     ];
-    let manifest = mutate::manifest_with_layer(&base.manifest.json, &config_descriptor, &layer_descriptor, &annotations)
-        .map_err(err)?;
+    let manifest = mutate::manifest_with_layer(
+        &base.manifest.json,
+        &config_descriptor,
+        &layer_descriptor,
+        &annotations,
+    )
+    .map_err(err)?;
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| err(e.to_string()))?;
     let manifest_descriptor = Descriptor {
         media_type: base.manifest.media_type.clone(),
@@ -162,12 +179,18 @@ pub fn seal_image(
 }
 
 /// systemd-boot signed with the sealing key (or the one supplied), or None when not wanted.
-fn signed_bootloader(inputs: &BootInputs, opts: &SealOptions) -> Result<Option<(String, Vec<u8>)>, String> {
+fn signed_bootloader(
+    inputs: &BootInputs,
+    opts: &SealOptions,
+) -> Result<Option<(String, Vec<u8>)>, String> {
     if !opts.sign_bootloader {
         return Ok(None);
     }
     let Some((path, unsigned)) = &inputs.systemd_boot else {
-        return Err("image has no systemd-boot under /usr/lib/systemd/boot/efi (use --no-sign-bootloader)".into());
+        return Err(
+            "image has no systemd-boot under /usr/lib/systemd/boot/efi (use --no-sign-bootloader)"
+                .into(),
+        );
     };
     let signed = match (&opts.bootloader, &opts.signer) {
         (Some(supplied), _) => {
@@ -179,7 +202,10 @@ fn signed_bootloader(inputs: &BootInputs, opts: &SealOptions) -> Result<Option<(
         }
         (None, Some(signer)) => authenticode::sign(unsigned, signer.as_ref(), false)
             .map_err(|e| format!("signing {path}: {e}"))?,
-        (None, None) => return Err("systemd-boot must be signed: give --key/--cert, --bootloader, or --no-sign-bootloader".into()),
+        (None, None) => return Err(
+            "systemd-boot must be signed: give --key/--cert, --bootloader, or --no-sign-bootloader"
+                .into(),
+        ),
     };
     // `bootctl install` prefers `<name>.efi.signed` beside the unsigned file.
     Ok(Some((format!("{path}.signed"), signed)))
@@ -187,12 +213,31 @@ fn signed_bootloader(inputs: &BootInputs, opts: &SealOptions) -> Result<Option<(
 
 /// The new layer without the UKI: `/boot` (the base's metadata), `boot/EFI/`, `boot/EFI/Linux/`,
 /// the signed systemd-boot, and whiteouts of the kernel and initramfs the UKI replaces.
-fn sealing_layer(inputs: &BootInputs, bootloader: Option<(String, Vec<u8>)>, opts: &SealOptions) -> LayerContents {
+fn sealing_layer(
+    inputs: &BootInputs,
+    bootloader: Option<(String, Vec<u8>)>,
+    opts: &SealOptions,
+) -> LayerContents {
     let b = inputs.boot_dir;
     let mut entries = vec![
-        LayerEntry::Directory { path: "boot".into(), mode: b.mode, uid: b.uid, gid: b.gid },
-        LayerEntry::Directory { path: "boot/EFI".into(), mode: 0o755, uid: 0, gid: 0 },
-        LayerEntry::Directory { path: "boot/EFI/Linux".into(), mode: 0o755, uid: 0, gid: 0 },
+        LayerEntry::Directory {
+            path: "boot".into(),
+            mode: b.mode,
+            uid: b.uid,
+            gid: b.gid,
+        },
+        LayerEntry::Directory {
+            path: "boot/EFI".into(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+        LayerEntry::Directory {
+            path: "boot/EFI/Linux".into(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
     ];
     if let Some((path, bytes)) = bootloader {
         entries.push(LayerEntry::File {
@@ -211,7 +256,10 @@ fn sealing_layer(inputs: &BootInputs, bootloader: Option<(String, Vec<u8>)>, opt
             });
         }
     }
-    LayerContents { entries, mtime: opts.source_date_epoch }
+    LayerContents {
+        entries,
+        mtime: opts.source_date_epoch,
+    }
 }
 
 /// A UKI signed elsewhere must carry this image's digest and, with --cert, a valid signature.
@@ -228,7 +276,8 @@ fn check_supplied_uki(bytes: &[u8], digest_hex: &str, opts: &SealOptions) -> Res
         None => return Err("--uki has no composefs= argument on its command line".into()),
     }
     if let Some(cert) = &opts.cert {
-        authenticode::verify(bytes, cert).map_err(|e| format!("--uki: signature check failed: {e}"))?;
+        authenticode::verify(bytes, cert)
+            .map_err(|e| format!("--uki: signature check failed: {e}"))?;
     }
     Ok(())
 }

@@ -41,6 +41,8 @@ pub struct SealOptions {
     pub uki: UkiSource,
     pub bootloader: Option<Vec<u8>>,
     pub stub: Option<Vec<u8>>,
+    /// Accept a merged `.sbat` overlapping the next section of an old (systemd 252) stub.
+    pub allow_section_overlap: bool,
     pub labels: Vec<(String, String)>,
     pub compression: LayerCompression,
     pub erofs_version: ErofsVersion,
@@ -62,6 +64,7 @@ impl Default for SealOptions {
             uki: UkiSource::Build,
             bootloader: None,
             stub: None,
+            allow_section_overlap: false,
             labels: vec![("containers.bootc".into(), "sealed".into())],
             compression: LayerCompression::Gzip,
             erofs_version: ErofsVersion::V1,
@@ -82,5 +85,8 @@ pub enum SealError {
     #[error("{image}: {message}")]
     Image { image: String, message: String },
     #[error("{destination}: {message}")]
-    Destination { destination: String, message: String },
+    Destination {
+        destination: String,
+        message: String,
+    },
 }

@@ -41,40 +41,58 @@ pub fn seal(
     opts: &SealOptions,
 ) -> Result<SealReport, SealError> {
     let root = source.root_manifest()?;
-    let dest_err = |m: String| SealError::Destination { destination: to.to_string(), message: m };
+    let dest_err = |m: String| SealError::Destination {
+        destination: to.to_string(),
+        message: m,
+    };
     let tag = to.tag().map(str::to_owned);
     let mut platforms = Vec::new();
     let top: Document = match root.kind {
         DocumentKind::Image => {
-            let platform = opts.platforms.first().cloned().unwrap_or_else(|| {
-                crate::manifest::Platform::parse("linux/amd64").expect("valid")
-            });
+            let platform =
+                opts.platforms.first().cloned().unwrap_or_else(|| {
+                    crate::manifest::Platform::parse("linux/amd64").expect("valid")
+                });
             let base = source::resolve(source.as_ref(), &platform)?;
             let sealed = seal_image(&source, base, opts)?;
             write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
-            let doc = Document::parse(sealed.manifest_bytes.clone(), Some(&sealed.manifest_descriptor.media_type))
-                .map_err(dest_err)?;
+            let doc = Document::parse(
+                sealed.manifest_bytes.clone(),
+                Some(&sealed.manifest_descriptor.media_type),
+            )
+            .map_err(dest_err)?;
             platforms.push(report(&sealed));
             doc
         }
         DocumentKind::Index => {
             let mut index = root.json.clone();
-            let entries = root.index_entries().map_err(|m| SealError::Image { image: source.name(), message: m })?;
+            let entries = root.index_entries().map_err(|m| SealError::Image {
+                image: source.name(),
+                message: m,
+            })?;
             let mut sealed_digests = Vec::new();
             for platform in &opts.platforms {
                 let base = source::resolve(source.as_ref(), platform)?;
                 let old = base.manifest_digest();
                 let sealed = seal_image(&source, base, opts)?;
                 write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
-                let doc = Document::parse(sealed.manifest_bytes.clone(), Some(&sealed.manifest_descriptor.media_type))
+                let doc = Document::parse(
+                    sealed.manifest_bytes.clone(),
+                    Some(&sealed.manifest_descriptor.media_type),
+                )
+                .map_err(dest_err)?;
+                sink.put_manifest(&doc, None)
+                    .map_err(|e| dest_err(e.to_string()))?;
+                index = mutate::index_with_replaced(&index, &old, &sealed.manifest_descriptor)
                     .map_err(dest_err)?;
-                sink.put_manifest(&doc, None).map_err(|e| dest_err(e.to_string()))?;
-                index = mutate::index_with_replaced(&index, &old, &sealed.manifest_descriptor).map_err(dest_err)?;
                 sealed_digests.push(old);
                 platforms.push(report(&sealed));
             }
             // Untouched platforms keep their digests: copy them (blobs, then manifest) as they are.
-            for entry in entries.iter().filter(|e| !sealed_digests.contains(&e.digest)) {
+            for entry in entries
+                .iter()
+                .filter(|e| !sealed_digests.contains(&e.digest))
+            {
                 copy_manifest(source.as_ref(), sink, entry).map_err(dest_err)?;
             }
             let bytes = serde_json::to_vec(&index).map_err(|e| dest_err(e.to_string()))?;
@@ -82,9 +100,11 @@ pub fn seal(
         }
     };
     if top.kind == DocumentKind::Image {
-        sink.put_manifest(&top, tag.as_deref()).map_err(|e| dest_err(e.to_string()))?;
+        sink.put_manifest(&top, tag.as_deref())
+            .map_err(|e| dest_err(e.to_string()))?;
     } else {
-        sink.put_manifest(&top, tag.as_deref()).map_err(|e| dest_err(e.to_string()))?;
+        sink.put_manifest(&top, tag.as_deref())
+            .map_err(|e| dest_err(e.to_string()))?;
     }
     let digest = sha256_digest(&top.bytes);
     Ok(SealReport {
@@ -117,9 +137,17 @@ fn strip_tag(to: &ImageRef) -> String {
 }
 
 /// Makes every blob of a sealed image present in the sink (the manifest is the caller's).
-fn write_image(source: &dyn ImageSource, sink: &dyn Sink, sealed: &SealedImage, opts: &SealOptions) -> Result<(), String> {
+fn write_image(
+    source: &dyn ImageSource,
+    sink: &dyn Sink,
+    sealed: &SealedImage,
+    opts: &SealOptions,
+) -> Result<(), String> {
     copy_blobs(source, sink, &sealed.base.layers)?;
-    if !sink.has_blob(&sealed.layer_descriptor).map_err(|e| e.to_string())? {
+    if !sink
+        .has_blob(&sealed.layer_descriptor)
+        .map_err(|e| e.to_string())?
+    {
         let reader = blob_reader(Arc::clone(&sealed.layer), opts.compression)
             .map_err(|e| format!("new layer: {e}"))?;
         sink.put_blob_stream(&sealed.layer_descriptor, Box::new(reader))
@@ -130,20 +158,32 @@ fn write_image(source: &dyn ImageSource, sink: &dyn Sink, sealed: &SealedImage, 
     Ok(())
 }
 
-fn copy_blobs(source: &dyn ImageSource, sink: &dyn Sink, blobs: &[Descriptor]) -> Result<(), String> {
+fn copy_blobs(
+    source: &dyn ImageSource,
+    sink: &dyn Sink,
+    blobs: &[Descriptor],
+) -> Result<(), String> {
     for desc in blobs {
         if !sink.has_blob(desc).map_err(|e| e.to_string())? {
-            sink.copy_blob(desc, source).map_err(|e| format!("layer {}: {e}", desc.digest))?;
+            sink.copy_blob(desc, source)
+                .map_err(|e| format!("layer {}: {e}", desc.digest))?;
         }
     }
     Ok(())
 }
 
 /// Copies one image manifest named by an index entry, its config and layers, unchanged.
-fn copy_manifest(source: &dyn ImageSource, sink: &dyn Sink, entry: &Descriptor) -> Result<(), String> {
+fn copy_manifest(
+    source: &dyn ImageSource,
+    sink: &dyn Sink,
+    entry: &Descriptor,
+) -> Result<(), String> {
     let doc = source.manifest(entry).map_err(|e| e.to_string())?;
     if doc.kind != DocumentKind::Image {
-        return Err(format!("index entry {} is not an image manifest", entry.digest));
+        return Err(format!(
+            "index entry {} is not an image manifest",
+            entry.digest
+        ));
     }
     let mut blobs = vec![doc.config()?];
     blobs.extend(doc.layers()?);

@@ -31,7 +31,11 @@ pub trait Sink: Send + Sync {
     /// streamed from `source`.
     fn copy_blob(&self, desc: &Descriptor, source: &dyn ImageSource) -> Result<(), SinkError>;
     /// Stores a blob produced on the fly; fails unless the bytes match `desc`.
-    fn put_blob_stream(&self, desc: &Descriptor, reader: Box<dyn Read + Send>) -> Result<(), SinkError>;
+    fn put_blob_stream(
+        &self,
+        desc: &Descriptor,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<(), SinkError>;
     /// Stores a small blob.
     fn put_blob(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), SinkError> {
         self.put_blob_stream(desc, Box::new(std::io::Cursor::new(bytes.to_vec())))

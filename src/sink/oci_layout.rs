@@ -33,9 +33,18 @@ impl OciLayoutSink {
         }
         if !dir.join("index.json").exists() {
             let empty = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []});
-            write_atomic(&dir.join("index.json"), &serde_json::to_vec(&empty).expect("json")).map_err(err)?;
+            write_atomic(
+                &dir.join("index.json"),
+                &serde_json::to_vec(&empty).expect("json"),
+            )
+            .map_err(err)?;
         }
-        Ok(OciLayoutSink { dir: dir.to_owned(), archive: None, written: AtomicU64::new(0), index_lock: Mutex::new(()) })
+        Ok(OciLayoutSink {
+            dir: dir.to_owned(),
+            archive: None,
+            written: AtomicU64::new(0),
+            index_lock: Mutex::new(()),
+        })
     }
 
     /// A layout built in a temporary directory beside `file`, tarred into place on commit.
@@ -69,7 +78,10 @@ impl OciLayoutSink {
         let n = std::io::copy(&mut verified, tmp.as_file_mut())
             .map_err(|e| SinkError(format!("blob {}: {e}", desc.digest)))?;
         if n != desc.size {
-            return Err(SinkError(format!("blob {}: expected {} bytes, got {n}", desc.digest, desc.size)));
+            return Err(SinkError(format!(
+                "blob {}: expected {} bytes, got {n}",
+                desc.digest, desc.size
+            )));
         }
         tmp.as_file().sync_all()?;
         tmp.persist(&path).map_err(|e| SinkError(e.to_string()))?;
@@ -100,11 +112,17 @@ impl Sink for OciLayoutSink {
     }
 
     fn copy_blob(&self, desc: &Descriptor, source: &dyn ImageSource) -> Result<(), SinkError> {
-        let reader = source.open_blob(desc).map_err(|e| SinkError(e.to_string()))?;
+        let reader = source
+            .open_blob(desc)
+            .map_err(|e| SinkError(e.to_string()))?;
         self.store(desc, reader)
     }
 
-    fn put_blob_stream(&self, desc: &Descriptor, reader: Box<dyn Read + Send>) -> Result<(), SinkError> {
+    fn put_blob_stream(
+        &self,
+        desc: &Descriptor,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<(), SinkError> {
         self.store(desc, reader)
     }
 
@@ -135,7 +153,11 @@ impl Sink for OciLayoutSink {
             .get_mut("manifests")
             .and_then(Value::as_array_mut)
             .ok_or_else(|| SinkError("index.json has no manifests array".into()))?;
-        manifests.retain(|m| m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(Value::as_str) != Some(tag));
+        manifests.retain(|m| {
+            m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                .and_then(Value::as_str)
+                != Some(tag)
+        });
         manifests.push(json!({
             "mediaType": desc.media_type,
             "digest": desc.digest,
@@ -147,8 +169,13 @@ impl Sink for OciLayoutSink {
     }
 
     fn commit(&self) -> Result<(), SinkError> {
-        let Some((file, tmp)) = &self.archive else { return Ok(()) };
-        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let Some((file, tmp)) = &self.archive else {
+            return Ok(());
+        };
+        let parent = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let out = tempfile::NamedTempFile::new_in(parent)?;
         let mut builder = tar::Builder::new(std::io::BufWriter::new(out.reopen()?));
         builder.mode(tar::HeaderMode::Deterministic);

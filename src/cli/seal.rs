@@ -1,0 +1,225 @@
+//! `bootseal seal --from SRC --to DST --key KEY --cert CERT`: the unsealed image in, the sealed
+//! image out, in one pass.
+
+use super::options::parse_platform;
+use super::{passphrase, read_input};
+use crate::auth::AuthOptions;
+use crate::authenticode::LocalKeySigner;
+use crate::digest::ErofsVersion;
+use crate::keys;
+use crate::layer_writer::LayerCompression;
+use crate::manifest::Platform;
+use crate::reference::ImageRef;
+use crate::seal::{self, SealOptions, UkiSource};
+use crate::source::{self, RegistryOptions, SourceOptions};
+use anyhow::{Context, bail};
+use clap::ArgAction;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The unsealed image (docker://, oci:DIR[:TAG], oci-archive:FILE[:TAG])
+    #[arg(long)]
+    from: String,
+    /// Where to write the sealed image
+    #[arg(long)]
+    to: String,
+    /// Secure Boot signing key (RSA, PEM or DER)
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Certificate of the signing key (also checks --uki/--bootloader signatures)
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted key
+    #[arg(long)]
+    key_pass_file: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted key
+    #[arg(long)]
+    key_pass_env: Option<String>,
+    /// Extra kernel argument (repeatable), after the image's kargs.d arguments
+    #[arg(long = "karg", value_name = "ARG")]
+    kargs: Vec<String>,
+    /// Platform to seal from a multi-arch index (repeatable; default linux/amd64)
+    #[arg(long = "platform", value_parser = parse_platform)]
+    platforms: Vec<Platform>,
+    /// A UKI built with `bootseal build-uki` and signed elsewhere
+    #[arg(long)]
+    uki: Option<PathBuf>,
+    /// systemd-boot signed elsewhere
+    #[arg(long)]
+    bootloader: Option<PathBuf>,
+    /// Use this systemd stub instead of the image's
+    #[arg(long)]
+    stub: Option<PathBuf>,
+    /// Accept an old (systemd 252) stub whose merged .sbat overlaps its next section
+    #[arg(long)]
+    allow_section_overlap: bool,
+    /// Leave /usr/lib/modules/<kver>/{vmlinuz,initramfs.img} in place
+    #[arg(long)]
+    keep_kernel: bool,
+    /// Do not add a signed systemd-boot
+    #[arg(long)]
+    no_sign_bootloader: bool,
+    /// Label to set (repeatable); default containers.bootc=sealed
+    #[arg(long = "label", value_name = "K=V")]
+    labels: Vec<String>,
+    /// New layer compression: gzip or zstd
+    #[arg(long, default_value = "gzip")]
+    compression: LayerCompression,
+    /// EROFS format of the digest: 1 or 2
+    #[arg(long, default_value = "1")]
+    erofs_version: ErofsVersion,
+    /// Parallel blob transfers
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Write DST@sha256:… to this file
+    #[arg(long)]
+    digestfile: Option<PathBuf>,
+    /// Print a JSON report
+    #[arg(long)]
+    json: bool,
+    /// No progress output
+    #[arg(long, short)]
+    quiet: bool,
+    /// TLS verification for both sides (false also allows plain HTTP)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    tls_verify: Option<bool>,
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    src_tls_verify: Option<bool>,
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    dest_tls_verify: Option<bool>,
+    /// Source credentials USER:PASS
+    #[arg(long)]
+    src_creds: Option<String>,
+    /// Destination credentials USER:PASS
+    #[arg(long)]
+    dest_creds: Option<String>,
+    /// containers-auth.json for both sides
+    #[arg(long, env = "REGISTRY_AUTH_FILE")]
+    authfile: Option<PathBuf>,
+    /// Directory of *.crt CA certificates (both sides)
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+}
+
+fn parse_label(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .with_context(|| format!("--label {s:?}: expected K=V"))?;
+    if k.is_empty() {
+        bail!("--label {s:?}: empty key");
+    }
+    Ok((k.into(), v.into()))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let from = ImageRef::parse(&args.from).map_err(anyhow::Error::msg)?;
+    let to = ImageRef::parse(&args.to).map_err(anyhow::Error::msg)?;
+    let registry = |verify: Option<bool>, creds: &Option<String>| RegistryOptions {
+        tls_verify: verify.or(args.tls_verify).unwrap_or(true),
+        cert_dir: args.cert_dir.clone(),
+        auth: AuthOptions {
+            creds: creds.clone(),
+            authfile: args.authfile.clone(),
+        },
+    };
+    let src_opts = SourceOptions {
+        registry: registry(args.src_tls_verify, &args.src_creds),
+    };
+    let dst_opts = registry(args.dest_tls_verify, &args.dest_creds);
+
+    let cert = match &args.cert {
+        Some(p) => Some(
+            keys::load_certificate(&read_input(p, "certificate")?)
+                .with_context(|| p.display().to_string())?,
+        ),
+        None => None,
+    };
+    let signer = match &args.key {
+        Some(p) => {
+            let cert = cert.clone().context("--key needs --cert")?;
+            let pass = passphrase(args.key_pass_file.as_deref(), args.key_pass_env.as_deref())?;
+            let key = keys::load_private_key(&read_input(p, "key")?, pass.as_deref())
+                .with_context(|| p.display().to_string())?;
+            let signer = LocalKeySigner::new(key, cert).with_context(|| {
+                format!(
+                    "{} does not match {}",
+                    p.display(),
+                    args.cert.as_ref().expect("cert").display()
+                )
+            })?;
+            Some(Box::new(signer) as Box<_>)
+        }
+        None => None,
+    };
+    let uki = match &args.uki {
+        Some(p) => UkiSource::Signed(read_input(p, "UKI")?),
+        None => UkiSource::Build,
+    };
+    if signer.is_none() && args.uki.is_none() {
+        bail!("missing signing key: give --key and --cert, or a signed --uki");
+    }
+    let mut labels = vec![("containers.bootc".to_owned(), "sealed".to_owned())];
+    for l in &args.labels {
+        let (k, v) = parse_label(l)?;
+        labels.retain(|(old, _)| *old != k);
+        labels.push((k, v));
+    }
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+        Err(_) => 0,
+    };
+    let opts = SealOptions {
+        platforms: if args.platforms.is_empty() {
+            vec![Platform::parse("linux/amd64").expect("valid")]
+        } else {
+            args.platforms.clone()
+        },
+        signer,
+        cert,
+        kargs: args.kargs.clone(),
+        keep_kernel: args.keep_kernel,
+        sign_bootloader: !args.no_sign_bootloader,
+        uki,
+        bootloader: args
+            .bootloader
+            .as_ref()
+            .map(|p| read_input(p, "bootloader"))
+            .transpose()?,
+        stub: args
+            .stub
+            .as_ref()
+            .map(|p| read_input(p, "stub"))
+            .transpose()?,
+        allow_section_overlap: args.allow_section_overlap,
+        labels,
+        compression: args.compression,
+        erofs_version: args.erofs_version,
+        source_date_epoch,
+        base_name: from.to_string(),
+        jobs: args.jobs.max(1),
+    };
+    let source = source::open(&from, &src_opts)?;
+    let sink = crate::sink::open(&to, &dst_opts)?;
+    let report = seal::seal(source, sink.as_ref(), &to, &opts)?;
+    sink.commit()?;
+    if let Some(f) = &args.digestfile {
+        std::fs::write(f, &report.digest).with_context(|| format!("writing {}", f.display()))?;
+    }
+    if !args.quiet {
+        for p in &report.platforms {
+            for w in &p.warnings {
+                eprintln!("bootseal: warning: {}: {w}", p.platform);
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.reference);
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `bootseal seal` between OCI layouts: the sealed image's UKI carries the composefs digest that
+//! composefs-oci's own pipeline computes for the sealed image, signatures verify with sbverify,
+//! the layer holds exactly what it should, and the result is reproducible.
+
+mod common;
+
+use common::image_builder::BuiltImage;
+use common::reference::reference_digest;
+use common::{bootc_image, bootseal, keypair, require_tool, run_ok, scratch, stdout_of};
+use std::path::Path;
+use std::process::Command;
+
+/// Extracts the sealed (top) layer of a layout image into `dir` with GNU tar.
+fn extract_top_layer(image: &BuiltImage, dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let top = image.layers.last().unwrap();
+    let listing = stdout_of(Command::new("tar").arg("-tzvf").arg(&top.path));
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&top.path)
+            .arg("-C")
+            .arg(dir),
+    );
+    listing
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn sealed_layout_matches_reference_and_verifies() {
+    require_tool("sbverify");
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let out = tmp.path().join("out");
+    let seal = |tag: &str| {
+        stdout_of(
+            bootseal()
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .args(["seal", "--from"])
+                .arg(built.image.oci_ref())
+                .arg("--to")
+                .arg(format!("oci:{}:{tag}", out.display()))
+                .arg("--key")
+                .arg(&keys.key)
+                .arg("--cert")
+                .arg(&keys.cert)
+                .args(["--karg", "quiet", "--allow-section-overlap"]),
+        )
+    };
+    let printed = seal("sealed");
+    let sealed = BuiltImage::load(&out, "sealed");
+    assert_eq!(
+        printed.trim(),
+        format!("oci:{}@{}", out.display(), sealed.manifest_digest)
+    );
+    assert_eq!(sealed.layers.len(), built.image.layers.len() + 1);
+    for (a, b) in built.image.layers.iter().zip(&sealed.layers) {
+        assert_eq!(a.digest, b.digest, "base layers are reused unchanged");
+    }
+
+    // What the new layer holds.
+    let x = tmp.path().join("x");
+    let names = extract_top_layer(&sealed, &x);
+    let kver = &built.kver;
+    assert_eq!(
+        names,
+        [
+            "boot/".to_owned(),
+            "boot/EFI/".into(),
+            "boot/EFI/Linux/".into(),
+            format!("boot/EFI/Linux/{kver}.efi"),
+            "usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed".into(),
+            format!("usr/lib/modules/{kver}/.wh.vmlinuz"),
+            format!("usr/lib/modules/{kver}/.wh.initramfs.img"),
+        ]
+    );
+
+    // The independent reference on the sealed image equals the UKI's composefs= argument.
+    let uki = x.join(format!("boot/EFI/Linux/{kver}.efi"));
+    let cmdline = common::objcopy_section(&uki, ".cmdline", tmp.path());
+    let cmdline = String::from_utf8(cmdline).unwrap();
+    let reference = reference_digest(&sealed, 1);
+    assert_eq!(
+        cmdline,
+        format!("composefs={reference} rw console=ttyS0 panic=-1 quiet")
+    );
+
+    // Signatures: the UKI and systemd-boot, by sbverify.
+    for f in [
+        uki.clone(),
+        x.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed"),
+    ] {
+        run_ok(
+            Command::new("sbverify")
+                .arg("--cert")
+                .arg(&keys.cert)
+                .arg(&f),
+        );
+    }
+
+    // Config: label, history, diff_id.
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            out.join("blobs/sha256")
+                .join(sealed.config_digest.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["config"]["Labels"]["containers.bootc"], "sealed");
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        sealed.layers.len()
+    );
+    assert_eq!(
+        config["history"].as_array().unwrap().last().unwrap()["created"],
+        "2023-11-14T22:13:20Z"
+    );
+
+    // Reproducible: the same inputs, key and SOURCE_DATE_EPOCH give the same manifest digest.
+    seal("again");
+    assert_eq!(
+        BuiltImage::load(&out, "again").manifest_digest,
+        sealed.manifest_digest
+    );
+
+    // bootseal's own digest of the sealed image agrees too.
+    let ours = stdout_of(
+        bootseal()
+            .arg("digest")
+            .arg(format!("oci:{}:sealed", out.display())),
+    );
+    assert_eq!(ours.trim(), reference);
+}
