@@ -135,3 +135,111 @@ fn sealed_layout_matches_reference_and_verifies() {
     );
     assert_eq!(ours.trim(), reference);
 }
+
+/// The layers of a layout image as (tar, compression), to rebuild it with changes.
+fn relayer(image: &BuiltImage) -> common::image_builder::OciImage {
+    use common::image_builder::{Compression, OciImage};
+    let mut out = OciImage::new();
+    for l in &image.layers {
+        let blob = std::fs::read(&l.path).unwrap();
+        let (tar, c) = if l.media_type.ends_with("+gzip") {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&blob[..]), &mut v)
+                .unwrap();
+            (v, Compression::Gzip)
+        } else if l.media_type.ends_with("+zstd") {
+            (zstd::decode_all(&blob[..]).unwrap(), Compression::Zstd)
+        } else {
+            (blob, Compression::None)
+        };
+        out = out.layer(tar, c);
+    }
+    out
+}
+
+#[test]
+fn verify_accepts_sealed_and_refuses_tampered_unsealed_and_wrong_cert() {
+    use common::image_builder::{Compression, E, TarLayer};
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let other = keypair(tmp.path(), "other", 2048);
+    let out = tmp.path().join("out");
+    run_ok(
+        bootseal()
+            .args(["seal", "--allow-section-overlap", "--from"])
+            .arg(built.image.oci_ref())
+            .arg("--to")
+            .arg(format!("oci:{}:sealed", out.display()))
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert),
+    );
+    let sealed_ref = format!("oci:{}:sealed", out.display());
+    let verify = |image: &str, cert: &Path| {
+        bootseal()
+            .args(["verify", "--json", image])
+            .arg("--cert")
+            .arg(cert)
+            .output()
+            .unwrap()
+    };
+
+    let good = verify(&sealed_ref, &keys.cert);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "one UKI",
+            "composefs digest",
+            "one kernel",
+            "UKI signature",
+            "bootloader signature"
+        ]
+    );
+    let sealed = BuiltImage::load(&out, "sealed");
+    assert_eq!(v["composefs_digest"], reference_digest(&sealed, 1));
+
+    let wrong = verify(&sealed_ref, &other.cert);
+    assert!(!wrong.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&wrong.stdout).unwrap();
+    assert_eq!(v["checks"][3]["ok"], false, "{v}");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("verification failed"));
+
+    let unsealed = verify(&built.image.oci_ref(), &keys.cert);
+    assert!(!unsealed.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&unsealed.stdout).unwrap();
+    assert_eq!(v["checks"][0]["detail"], "no UKI in /boot/EFI/Linux");
+
+    // A layer added after sealing changes /usr, so the UKI's digest no longer matches.
+    let tampered = relayer(&sealed)
+        .layer(
+            TarLayer::with([E::file("usr/bin/evil", vec![b'e'; 100])]),
+            Compression::Gzip,
+        )
+        .write(&tmp.path().join("tampered"), "t");
+    let bad = verify(&tampered.oci_ref(), &keys.cert);
+    assert!(!bad.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(v["checks"][1]["name"], "composefs digest");
+    assert_eq!(v["checks"][1]["ok"], false);
+    assert!(
+        v["checks"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("UKI has composefs=")
+    );
+}

@@ -6,6 +6,7 @@ pub mod inspect;
 mod options;
 mod seal;
 pub mod sign;
+mod verify;
 pub mod verify_pe;
 
 use anyhow::Context;
@@ -27,6 +28,8 @@ pub enum Command {
     Digest(digest::Args),
     /// Seal an image: digest, UKI, signatures, new top layer, written to the destination
     Seal(seal::Args),
+    /// Verify a sealed image: digest vs. the UKI's composefs=, one UKI and kernel, signatures
+    Verify(verify::Args),
     /// Assemble a Unified Kernel Image from a stub, kernel, initrd, os-release and cmdline.
     BuildUki(build_uki::Args),
     /// Sign a PE image (UKI, systemd-boot, kernel) for UEFI Secure Boot (Authenticode).
@@ -66,6 +69,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Digest(a) => digest::run(a),
         Command::Seal(a) => seal::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::BuildUki(a) => build_uki::run(a),
         Command::Sign(a) => sign::run(a),
         Command::VerifyPe(a) => verify_pe::run(a),

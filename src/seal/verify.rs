@@ -1,1 +1,182 @@
+//! Verifying a sealed image, as a registry admission hook or a mirror would: recompute the
+//! composefs digest from the layers, read the one UKI's `.cmdline`, check they agree, check the
+//! kernel is the UKI's alone, and check the signatures against a certificate.
 
+use crate::authenticode;
+use crate::digest::{self, DigestOptions, ErofsVersion};
+use crate::kargs;
+use crate::source::{self, ImageSource, ResolvedImage};
+use crate::tree::CaptureSet;
+use crate::uki;
+use serde::Serialize;
+use std::sync::Arc;
+use x509_cert::Certificate;
+
+const UKIS: &str = "/boot/EFI/Linux/*.efi";
+const SIGNED_BOOTLOADERS: &str = "/usr/lib/systemd/boot/efi/*.efi.signed";
+const KERNELS: &str = "/usr/lib/modules/*/vmlinuz";
+
+/// One check and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The verdict on one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub image: String,
+    pub manifest: String,
+    pub composefs_digest: String,
+    pub uki: Option<String>,
+    pub cmdline: Option<String>,
+    pub checks: Vec<Check>,
+    pub ok: bool,
+    /// The UKI's bytes (for `--save-uki`).
+    #[serde(skip)]
+    pub uki_bytes: Option<Vec<u8>>,
+}
+
+/// Checks a sealed image read through `source`.
+pub fn verify(
+    source: &Arc<dyn ImageSource>,
+    image: ResolvedImage,
+    cert: Option<&Certificate>,
+    erofs_version: ErofsVersion,
+) -> Result<Verdict, crate::seal::SealError> {
+    let capture = CaptureSet::new()
+        .with(UKIS)
+        .with(SIGNED_BOOTLOADERS)
+        .with(KERNELS);
+    let opts = DigestOptions {
+        erofs_version,
+        capture: capture.clone(),
+        ..Default::default()
+    };
+    let ingested = digest::ingest(&image.name, digest::layer_inputs(source, &image), &opts)?;
+    let captured = ingested.captured(&capture);
+    let report = ingested.finish(&opts)?;
+    let mut checks = Vec::new();
+    let mut check = |name: &str, ok: bool, detail: String| {
+        checks.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        })
+    };
+
+    let ukis = captured.matching(UKIS);
+    let (uki_path, uki_bytes) = match ukis.as_slice() {
+        [one] => match captured.read(one) {
+            Ok(b) => (Some(one.to_string()), Some(b)),
+            Err(e) => {
+                check("one UKI", false, format!("{one}: {e}"));
+                (Some(one.to_string()), None)
+            }
+        },
+        [] => {
+            check("one UKI", false, "no UKI in /boot/EFI/Linux".into());
+            (None, None)
+        }
+        many => {
+            check(
+                "one UKI",
+                false,
+                format!("{} UKIs: {}", many.len(), many.join(", ")),
+            );
+            (None, None)
+        }
+    };
+    let mut cmdline = None;
+    if let (Some(path), Some(bytes)) = (&uki_path, &uki_bytes) {
+        check("one UKI", true, path.clone());
+        match uki::inspect(bytes) {
+            Ok(info) => {
+                let line = info.cmdline.clone().unwrap_or_default();
+                match kargs::composefs_digest(&line) {
+                    Some(d) if d == report.digest_hex => check(
+                        "composefs digest",
+                        true,
+                        format!("composefs={d} matches the layers"),
+                    ),
+                    Some(d) => check(
+                        "composefs digest",
+                        false,
+                        format!("UKI has composefs={d}, layers give {}", report.digest_hex),
+                    ),
+                    None => check(
+                        "composefs digest",
+                        false,
+                        "UKI command line has no composefs=".into(),
+                    ),
+                }
+                let kernels = captured.matching(KERNELS);
+                let uname = info.uname.clone().unwrap_or_default();
+                let expected = format!("/usr/lib/modules/{uname}/vmlinuz");
+                let ok = !uname.is_empty() && kernels.iter().all(|k| *k == expected);
+                check(
+                    "one kernel",
+                    ok,
+                    if ok {
+                        format!("UKI kernel {uname}; no other kernel in /usr/lib/modules")
+                    } else {
+                        format!(
+                            "UKI kernel {uname:?}, image kernels: [{}]",
+                            kernels.join(", ")
+                        )
+                    },
+                );
+                cmdline = Some(line);
+            }
+            Err(e) => check("UKI readable", false, e.to_string()),
+        }
+        if let Some(cert) = cert {
+            match authenticode::verify(bytes, cert) {
+                Ok(_) => check(
+                    "UKI signature",
+                    true,
+                    "valid, chains to the certificate".into(),
+                ),
+                Err(e) => check("UKI signature", false, e.to_string()),
+            }
+        }
+    }
+    if let Some(cert) = cert {
+        for path in captured.matching(SIGNED_BOOTLOADERS) {
+            let result = captured
+                .read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| authenticode::verify(&b, cert).map_err(|e| e.to_string()));
+            match result {
+                Ok(_) => check("bootloader signature", true, path.to_string()),
+                Err(e) => check("bootloader signature", false, format!("{path}: {e}")),
+            }
+        }
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    Ok(Verdict {
+        image: image.name.clone(),
+        manifest: image.manifest_digest(),
+        composefs_digest: report.digest_hex,
+        uki: uki_path,
+        cmdline,
+        checks,
+        ok,
+        uki_bytes,
+    })
+}
+
+/// Resolves and verifies an image by reference.
+pub fn verify_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &source::SourceOptions,
+    platform: &crate::manifest::Platform,
+    cert: Option<&Certificate>,
+    erofs_version: ErofsVersion,
+) -> Result<Verdict, crate::seal::SealError> {
+    let source = source::open(image, source_opts)?;
+    let resolved = source::resolve(source.as_ref(), platform)?;
+    verify(&source, resolved, cert, erofs_version)
+}
