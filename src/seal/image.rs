@@ -30,17 +30,28 @@ pub struct SealedImage {
     pub warnings: Vec<String>,
 }
 
-/// Builds the sealed image of `base`.
-pub fn seal_image(
+/// A base image analysed for sealing: its boot inputs, the new layer without the UKI, and the
+/// composefs digest of the final tree. The step the external-signing workflow stops at.
+pub struct Prepared {
+    pub base: ResolvedImage,
+    pub inputs: BootInputs,
+    pub stub: Vec<u8>,
+    pub layer: LayerContents,
+    pub digest_hex: String,
+    pub cmdline: String,
+    pub warnings: Vec<String>,
+}
+
+/// Reads `base`, finds its boot inputs, signs systemd-boot, and computes the digest over the
+/// base layers plus the new layer (the UKI is not in it yet, which is fine: the boot
+/// transform empties /boot, research/composefs.md §1.4).
+pub fn prepare(
     source: &Arc<dyn ImageSource>,
     base: ResolvedImage,
     opts: &SealOptions,
-) -> Result<SealedImage, SealError> {
+) -> Result<Prepared, SealError> {
     let name = base.name.clone();
-    let err = |m: String| SealError::Image {
-        image: name.clone(),
-        message: m,
-    };
+    let err = |m: String| SealError::Image { image: name.clone(), message: m };
     let mut dopts = DigestOptions {
         erofs_version: opts.erofs_version,
         capture: boot_inputs::capture_set(),
@@ -48,8 +59,8 @@ pub fn seal_image(
     };
     let mut ingested = digest::ingest(&name, digest::layer_inputs(source, &base), &dopts)?;
     let captured = ingested.captured(&boot_inputs::capture_set());
-    let inputs =
-        boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture).map_err(err)?;
+    let inputs = boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture)
+        .map_err(err)?;
     let stub = match (&opts.stub, &inputs.stub) {
         (Some(s), _) => s.clone(),
         (None, Some(s)) => s.clone(),
@@ -61,33 +72,58 @@ pub fn seal_image(
         }
     };
     let signed_bootloader = signed_bootloader(&inputs, opts).map_err(err)?;
-    let mut layer = sealing_layer(&inputs, signed_bootloader, opts);
-
-    // The digest covers the final tree: base layers plus this layer; the UKI is not in it yet,
-    // which is fine because the boot transform empties /boot (research/composefs.md §1.4).
+    let layer = sealing_layer(&inputs, signed_bootloader, opts);
     ingested
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;
     dopts.capture = Default::default();
     let report = ingested.finish(&dopts)?;
-    let digest_hex = report.digest_hex.clone();
-
     let image_kargs =
         kargs::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
-    let cmdline = kargs::sealed_cmdline(&digest_hex, &image_kargs, &opts.kargs);
+    let cmdline = kargs::sealed_cmdline(&report.digest_hex, &image_kargs, &opts.kargs);
+    Ok(Prepared {
+        base,
+        inputs,
+        stub,
+        layer,
+        digest_hex: report.digest_hex,
+        cmdline,
+        warnings: report.warnings,
+    })
+}
+
+impl Prepared {
+    /// The unsigned UKI for this image (what `build-uki --from` writes).
+    pub fn unsigned_uki(&self, opts: &SealOptions) -> Result<Vec<u8>, SealError> {
+        uki::build(&UkiInputs {
+            stub: &self.stub,
+            linux: &self.inputs.kernel,
+            initrd: Some(&self.inputs.initrd),
+            os_release: &self.inputs.os_release,
+            cmdline: Some(self.cmdline.as_bytes()),
+            uname: Some(&self.inputs.kver),
+            allow_section_overlap: opts.allow_section_overlap,
+            ..Default::default()
+        })
+        .map_err(|e| SealError::Image {
+            image: self.base.name.clone(),
+            message: format!("building the UKI: {e}"),
+        })
+    }
+}
+
+/// Builds the sealed image of `base`.
+pub fn seal_image(
+    source: &Arc<dyn ImageSource>,
+    base: ResolvedImage,
+    opts: &SealOptions,
+) -> Result<SealedImage, SealError> {
+    let prepared = prepare(source, base, opts)?;
+    let name = prepared.base.name.clone();
+    let err = |m: String| SealError::Image { image: name.clone(), message: m };
     let uki_bytes = match &opts.uki {
         UkiSource::Build => {
-            let unsigned = uki::build(&UkiInputs {
-                stub: &stub,
-                linux: &inputs.kernel,
-                initrd: Some(&inputs.initrd),
-                os_release: &inputs.os_release,
-                cmdline: Some(cmdline.as_bytes()),
-                uname: Some(&inputs.kver),
-                allow_section_overlap: opts.allow_section_overlap,
-                ..Default::default()
-            })
-            .map_err(|e| err(format!("building the UKI: {e}")))?;
+            let unsigned = prepared.unsigned_uki(opts)?;
             match &opts.signer {
                 Some(s) => authenticode::sign(&unsigned, s.as_ref(), false)
                     .map_err(|e| err(format!("signing the UKI: {e}")))?,
@@ -95,10 +131,11 @@ pub fn seal_image(
             }
         }
         UkiSource::Signed(bytes) => {
-            check_supplied_uki(bytes, &digest_hex, opts).map_err(err)?;
+            check_supplied_uki(bytes, &prepared.digest_hex, opts).map_err(err)?;
             bytes.clone()
         }
     };
+    let Prepared { base, inputs, mut layer, digest_hex, cmdline, warnings, .. } = prepared;
     layer.entries.insert(
         3,
         LayerEntry::File {
@@ -174,7 +211,7 @@ pub fn seal_image(
         digest_hex,
         cmdline,
         kver: inputs.kver,
-        warnings: report.warnings,
+        warnings,
     })
 }
 
@@ -280,4 +317,16 @@ fn check_supplied_uki(bytes: &[u8], digest_hex: &str, opts: &SealOptions) -> Res
             .map_err(|e| format!("--uki: signature check failed: {e}"))?;
     }
     Ok(())
+}
+
+/// Opens `image` and prepares `platform` for sealing (used by `build-uki --from`).
+pub fn prepare_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &crate::source::SourceOptions,
+    platform: &crate::manifest::Platform,
+    opts: &SealOptions,
+) -> Result<Prepared, SealError> {
+    let source = crate::source::open(image, source_opts)?;
+    let base = crate::source::resolve(source.as_ref(), platform)?;
+    prepare(&source, base, opts)
 }
