@@ -51,7 +51,10 @@ pub fn prepare(
     opts: &SealOptions,
 ) -> Result<Prepared, SealError> {
     let name = base.name.clone();
-    let err = |m: String| SealError::Image { image: name.clone(), message: m };
+    let err = |m: String| SealError::Image {
+        image: name.clone(),
+        message: m,
+    };
     let mut dopts = DigestOptions {
         erofs_version: opts.erofs_version,
         capture: boot_inputs::capture_set(),
@@ -59,8 +62,8 @@ pub fn prepare(
     };
     let mut ingested = digest::ingest(&name, digest::layer_inputs(source, &base), &dopts)?;
     let captured = ingested.captured(&boot_inputs::capture_set());
-    let inputs = boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture)
-        .map_err(err)?;
+    let inputs =
+        boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture).map_err(err)?;
     let stub = match (&opts.stub, &inputs.stub) {
         (Some(s), _) => s.clone(),
         (None, Some(s)) => s.clone(),
@@ -120,7 +123,10 @@ pub fn seal_image(
 ) -> Result<SealedImage, SealError> {
     let prepared = prepare(source, base, opts)?;
     let name = prepared.base.name.clone();
-    let err = |m: String| SealError::Image { image: name.clone(), message: m };
+    let err = |m: String| SealError::Image {
+        image: name.clone(),
+        message: m,
+    };
     let uki_bytes = match &opts.uki {
         UkiSource::Build => {
             let unsigned = prepared.unsigned_uki(opts)?;
@@ -135,7 +141,15 @@ pub fn seal_image(
             bytes.clone()
         }
     };
-    let Prepared { base, inputs, mut layer, digest_hex, cmdline, warnings, .. } = prepared;
+    let Prepared {
+        base,
+        inputs,
+        mut layer,
+        digest_hex,
+        cmdline,
+        warnings,
+        ..
+    } = prepared;
     layer.entries.insert(
         3,
         LayerEntry::File {
