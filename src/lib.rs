@@ -15,6 +15,7 @@ pub mod layer_writer;
 pub mod manifest;
 pub mod mutate;
 pub mod pe;
+pub mod progress;
 pub mod reference;
 pub mod seal;
 pub mod sink;

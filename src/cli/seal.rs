@@ -201,6 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         source_date_epoch,
         base_name: from.to_string(),
         jobs: args.jobs.max(1),
+        progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
     };
     let source = source::open(&from, &src_opts)?;
     let sink = crate::sink::open(&to, &dst_opts)?;

@@ -60,7 +60,23 @@ pub fn prepare(
         capture: boot_inputs::capture_set(),
         ..Default::default()
     };
-    let mut ingested = digest::ingest(&name, digest::layer_inputs(source, &base), &dopts)?;
+    let layers: Vec<digest::LayerInput> = digest::layer_inputs(source, &base)
+        .into_iter()
+        .zip(&base.layers)
+        .map(|(layer, desc)| {
+            let (progress, label, size, open) = (
+                opts.progress.clone(),
+                short(&desc.digest),
+                desc.size,
+                layer.open,
+            );
+            digest::LayerInput {
+                open: Box::new(move || Ok(progress.reader(label, size, open()?))),
+                ..layer
+            }
+        })
+        .collect();
+    let mut ingested = digest::ingest(&name, layers, &dopts)?;
     let captured = ingested.captured(&boot_inputs::capture_set());
     let inputs =
         boot_inputs::find(&captured, ingested.tree(), &base.platform.architecture).map_err(err)?;
@@ -343,4 +359,9 @@ pub fn prepare_image(
     let source = crate::source::open(image, source_opts)?;
     let base = crate::source::resolve(source.as_ref(), platform)?;
     prepare(&source, base, opts)
+}
+
+/// `sha256:0123456789ab` for progress labels.
+fn short(digest: &str) -> String {
+    digest.chars().take(19).collect()
 }

@@ -50,6 +50,7 @@ pub struct SealOptions {
     /// The base image's name recorded in `org.opencontainers.image.base.name`.
     pub base_name: String,
     pub jobs: usize,
+    pub progress: crate::progress::Progress,
 }
 
 impl Default for SealOptions {
@@ -71,6 +72,7 @@ impl Default for SealOptions {
             source_date_epoch: 0,
             base_name: String::new(),
             jobs: 4,
+            progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
         }
     }
 }

@@ -150,8 +150,15 @@ fn write_image(
     {
         let reader = blob_reader(Arc::clone(&sealed.layer), opts.compression)
             .map_err(|e| format!("new layer: {e}"))?;
-        sink.put_blob_stream(&sealed.layer_descriptor, Box::new(reader))
-            .map_err(|e| format!("new layer {}: {e}", sealed.layer_descriptor.digest))?;
+        sink.put_blob_stream(
+            &sealed.layer_descriptor,
+            opts.progress.reader(
+                "new layer".into(),
+                sealed.layer_descriptor.size,
+                Box::new(reader),
+            ),
+        )
+        .map_err(|e| format!("new layer {}: {e}", sealed.layer_descriptor.digest))?;
     }
     sink.put_blob(&sealed.config_descriptor, &sealed.config_bytes)
         .map_err(|e| format!("config {}: {e}", sealed.config_descriptor.digest))?;
