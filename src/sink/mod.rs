@@ -3,8 +3,10 @@
 //! never points at anything missing.
 
 mod oci_layout;
+mod registry;
 
 pub use oci_layout::OciLayoutSink;
+pub use registry::RegistrySink;
 
 use crate::manifest::{Descriptor, Document};
 use crate::reference::ImageRef;
@@ -52,13 +54,11 @@ pub trait Sink: Send + Sync {
 }
 
 /// Opens the sink an image reference names.
-pub fn open(to: &ImageRef, _registry: &RegistryOptions) -> Result<Box<dyn Sink>, SinkError> {
+pub fn open(to: &ImageRef, registry: &RegistryOptions) -> Result<Box<dyn Sink>, SinkError> {
     match to {
         ImageRef::OciLayout { dir, .. } => Ok(Box::new(OciLayoutSink::create(dir, None)?)),
         ImageRef::OciArchive { file, .. } => Ok(Box::new(OciLayoutSink::create_archive(file)?)),
-        ImageRef::Registry(_) => Err(SinkError(format!(
-            "{to}: writing to registries is not available in this build"
-        ))),
+        ImageRef::Registry(r) => Ok(Box::new(RegistrySink::new(r.clone(), registry)?)),
     }
 }
 

@@ -7,7 +7,8 @@ mod registry;
 
 pub use oci_archive::OciArchiveSource;
 pub use oci_layout::OciLayoutSource;
-pub use registry::{RegistryOptions, RegistrySource};
+pub(crate) use registry::describe_error;
+pub use registry::{RegistryOptions, RegistrySource, build_client};
 
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;
@@ -44,6 +45,12 @@ pub trait ImageSource: Send + Sync {
     fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError>;
     /// A blob as a verified stream.
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError>;
+
+    /// The registry reference, when the image lives in a registry (lets a sink on the same
+    /// registry mount blobs instead of copying them).
+    fn registry_reference(&self) -> Option<oci_client::Reference> {
+        None
+    }
 
     /// A small blob (a config) read whole and verified.
     fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {

@@ -161,7 +161,7 @@ impl RegistrySource {
 }
 
 /// One line for an oci-client error, with the authentication case made explicit.
-fn describe_error(e: &oci_client::errors::OciDistributionError) -> String {
+pub(crate) fn describe_error(e: &oci_client::errors::OciDistributionError) -> String {
     use oci_client::errors::OciDistributionError as E;
     match e {
         E::AuthenticationFailure(m) => format!("registry authentication failed: {m}"),
@@ -174,6 +174,10 @@ fn describe_error(e: &oci_client::errors::OciDistributionError) -> String {
 impl ImageSource for RegistrySource {
     fn name(&self) -> String {
         format!("docker://{}", self.reference.whole())
+    }
+
+    fn registry_reference(&self) -> Option<Reference> {
+        Some(self.reference.clone())
     }
 
     fn root_manifest(&self) -> Result<Document, SourceError> {

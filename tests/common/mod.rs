@@ -8,6 +8,7 @@ pub mod layout_input;
 pub mod realistic;
 pub mod reference;
 pub mod reference_check;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,85 @@
+#!/usr/bin/python3
+"""Token server for docker-registry's `auth.token` in tests (loopback only).
+
+Serves GET /token?service=S&scope=repository:NAME:ACTIONS...: anonymous callers get only
+`pull`, callers with the configured basic credentials get every action they ask for. The
+token is an RS256 JWT whose x5c header carries the signing certificate, which the registry
+trusts through `rootcertbundle` (distribution's token-auth specification). Every request is
+logged as one JSON line so tests can see which scopes a client asked for.
+
+usage: token_server.py PORTFILE KEY.pem CERT.pem USER PASSWORD
+"""
+import base64
+import json
+import sys
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+port_file, key_file, cert_file, user, password = sys.argv[1:6]
+signing_key = open(key_file, "rb").read()
+certificate = x509.load_pem_x509_certificate(open(cert_file, "rb").read())
+chain = [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()]
+
+
+def granted(scopes, authenticated):
+    out = []
+    for scope in scopes:
+        for item in scope.split():
+            kind, _, rest = item.partition(":")
+            name, _, actions = rest.rpartition(":")
+            if kind != "repository" or not name:
+                continue
+            allowed = [a for a in actions.split(",") if authenticated or a == "pull"]
+            out.append({"type": "repository", "name": name, "actions": allowed})
+    return out
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        query = parse_qs(urlparse(self.path).query)
+        header = self.headers.get("Authorization", "")
+        authenticated = False
+        if header.startswith("Basic "):
+            given = base64.b64decode(header[6:]).decode()
+            if given != f"{user}:{password}":
+                self.send_response(401)
+                self.end_headers()
+                return
+            authenticated = True
+        access = granted(query.get("scope", []), authenticated)
+        now = int(time.time())
+        claims = {
+            "iss": "bootseal-test-issuer",
+            "sub": user if authenticated else "",
+            "aud": query.get("service", [""])[0],
+            "iat": now,
+            "nbf": now - 30,
+            "exp": now + 600,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        token = jwt.encode(claims, signing_key, algorithm="RS256", headers={"x5c": chain})
+        print(json.dumps({"scopes": query.get("scope", []), "access": access}), flush=True)
+        body = json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+import os
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
