@@ -18,6 +18,9 @@ pub struct SealReport {
     pub reference: String,
     pub digest: String,
     pub platforms: Vec<PlatformReport>,
+    /// Bytes sent to the destination (blobs uploaded or copied, manifests); mounted and
+    /// already present blobs cost nothing.
+    pub bytes_written: u64,
 }
 
 /// One sealed platform.
@@ -111,6 +114,7 @@ pub fn seal(
         reference: format!("{}@{digest}", strip_tag(to)),
         digest,
         platforms,
+        bytes_written: sink.bytes_written(),
     })
 }
 
