@@ -48,7 +48,13 @@ pub fn assemble(
     if pe.cert_table != (0, 0) {
         return Err(UkiError::StubSigned);
     }
-    let mut out = stub.to_vec();
+    let total: usize = sections
+        .iter()
+        .map(|s| s.data.len() + pe.file_alignment as usize)
+        .sum();
+    // Spare room so a signature can be appended without reallocating (authenticode::sign_owned).
+    let mut out = Vec::with_capacity(stub.len() + total + 64 * 1024);
+    out.extend_from_slice(stub);
 
     // 1. Drop a COFF symbol (+ string) table that sits at the very end of the file.
     if pe.pointer_to_symbol_table != 0 {
