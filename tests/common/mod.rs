@@ -258,3 +258,91 @@ pub fn objcopy_section(file: &Path, section: &str, dir: &Path) -> Vec<u8> {
     );
     std::fs::read(out).unwrap()
 }
+
+/// Real `ukify` and systemd-stub 257 from Debian trixie (packages `systemd-ukify` and
+/// `systemd-boot-efi`), fetched with `apt-get download` through a private apt
+/// configuration (the system's sources stay untouched), plus a venv with PyPI `pefile`.
+/// Cached in the target dir.
+pub struct Ukify {
+    /// Python interpreter of the venv.
+    pub python: PathBuf,
+    /// The ukify script.
+    pub script: PathBuf,
+    /// linuxx64.efi.stub 257.
+    pub stub: PathBuf,
+}
+
+impl Ukify {
+    /// `ukify build ARGS…`
+    pub fn build(&self) -> Command {
+        let mut c = Command::new(&self.python);
+        c.arg(&self.script).arg("build");
+        c
+    }
+}
+
+pub fn ukify() -> Ukify {
+    static U: OnceLock<Ukify> = OnceLock::new();
+    U.get_or_init(|| {
+        require_tool("apt-get");
+        require_tool("dpkg-deb");
+        require_tool("python3");
+        let base = cache_dir().join("trixie");
+        let root = base.join("root");
+        let u = Ukify {
+            python: base.join("venv/bin/python"),
+            script: root.join("usr/bin/ukify"),
+            stub: root.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
+        };
+        if u.python.is_file() && u.script.is_file() && u.stub.is_file() {
+            return u;
+        }
+        let apt = base.join("apt");
+        std::fs::create_dir_all(apt.join("lists/partial")).unwrap();
+        std::fs::create_dir_all(apt.join("cache/archives/partial")).unwrap();
+        let sources = apt.join("sources.list");
+        std::fs::write(
+            &sources,
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
+        )
+        .unwrap();
+        let opts = [
+            format!("Dir::Etc::SourceList={}", sources.display()),
+            "Dir::Etc::SourceParts=/nonexistent".to_string(),
+            format!("Dir::State::Lists={}", apt.join("lists").display()),
+            format!("Dir::Cache={}", apt.join("cache").display()),
+        ];
+        let apt_get = |args: &[&str]| {
+            let mut c = Command::new("apt-get");
+            for o in &opts {
+                c.arg("-o").arg(o);
+            }
+            c.args(args).current_dir(&apt);
+            run_ok(&mut c);
+        };
+        apt_get(&["-q", "update"]);
+        apt_get(&["-q", "download", "systemd-ukify", "systemd-boot-efi"]);
+        for entry in std::fs::read_dir(&apt).unwrap().filter_map(|e| e.ok()) {
+            let p = entry.path();
+            if p.extension().is_some_and(|x| x == "deb") {
+                run_ok(Command::new("dpkg-deb").arg("-x").arg(&p).arg(&root));
+            }
+        }
+        let venv = base.join("venv");
+        run_ok(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_ok(Command::new(venv.join("bin/pip")).args(["install", "-q", "pefile==2024.8.26"]));
+        assert!(u.script.is_file() && u.stub.is_file(), "trixie packages lack ukify or the stub");
+        u
+    })
+    .clone()
+}
+
+impl Clone for Ukify {
+    fn clone(&self) -> Self {
+        Ukify {
+            python: self.python.clone(),
+            script: self.script.clone(),
+            stub: self.stub.clone(),
+        }
+    }
+}
