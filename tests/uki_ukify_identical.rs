@@ -1,7 +1,8 @@
 //! `bootseal build-uki` output is byte-identical to real `ukify build` 257.13 (Debian
 //! trixie's systemd-ukify, run with PyPI pefile) for the same inputs: with systemd-stub
 //! 257.13 (elf2efi layout, 4 KiB sections) and with Debian bookworm's 252 stub, with and
-//! without initrd, cmdline as text or @file, given uname and extra SBAT.
+//! without initrd, cmdline as text or @file, given uname and extra SBAT; and for aarch64
+//! (trixie's linuxaa64.efi.stub and arm64 kernel).
 
 mod common;
 
@@ -211,4 +212,52 @@ fn identical_to_ukify_257_with_debian_252_stub() {
             .arg(&ours),
     );
     assert_identical(&ours, &theirs);
+}
+
+#[test]
+fn identical_to_ukify_257_for_aarch64() {
+    let u = ukify();
+    let (stub, k) = arm64_inputs();
+    let d = scratch();
+    let initrd = initramfs(d.path(), None);
+    let osrel = d.path().join("os-release");
+    std::fs::write(&osrel, "ID=x\n").unwrap();
+    let theirs = d.path().join("ukify.efi");
+    run_ok(
+        u.build()
+            .arg("--linux")
+            .arg(&k)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg(format!("--os-release=@{}", osrel.display()))
+            .arg("--stub")
+            .arg(&stub)
+            .args(["--cmdline", "composefs=abc rw"])
+            .arg("--output")
+            .arg(&theirs),
+    );
+    let ours = d.path().join("ours.efi");
+    run_ok(
+        bootseal()
+            .arg("build-uki")
+            .arg("--linux")
+            .arg(&k)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--os-release")
+            .arg(&osrel)
+            .arg("--stub")
+            .arg(&stub)
+            .args(["--cmdline", "composefs=abc rw"])
+            .arg("-o")
+            .arg(&ours),
+    );
+    assert_identical(&ours, &theirs);
+    // The release comes from the Image's "Linux version" banner (no x86 boot header).
+    let j: serde_json::Value = serde_json::from_str(&stdout_of(
+        bootseal().arg("inspect").arg("--json").arg(&ours),
+    ))
+    .unwrap();
+    assert_eq!(j["arch"], "aa64");
+    assert_eq!(j["uname"].as_str().unwrap(), kernel_release(&k));
 }

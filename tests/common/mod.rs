@@ -297,41 +297,14 @@ pub fn ukify() -> Ukify {
         if u.python.is_file() && u.script.is_file() && u.stub.is_file() {
             return u;
         }
-        let apt = base.join("apt");
-        std::fs::create_dir_all(apt.join("lists/partial")).unwrap();
-        std::fs::create_dir_all(apt.join("cache/archives/partial")).unwrap();
-        let sources = apt.join("sources.list");
-        std::fs::write(
-            &sources,
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
-        )
-        .unwrap();
-        let opts = [
-            format!("Dir::Etc::SourceList={}", sources.display()),
-            "Dir::Etc::SourceParts=/nonexistent".to_string(),
-            format!("Dir::State::Lists={}", apt.join("lists").display()),
-            format!("Dir::Cache={}", apt.join("cache").display()),
-        ];
-        let apt_get = |args: &[&str]| {
-            let mut c = Command::new("apt-get");
-            for o in &opts {
-                c.arg("-o").arg(o);
-            }
-            c.args(args).current_dir(&apt);
-            run_ok(&mut c);
-        };
-        apt_get(&["-q", "update"]);
-        apt_get(&["-q", "download", "systemd-ukify", "systemd-boot-efi"]);
-        for entry in std::fs::read_dir(&apt).unwrap().filter_map(|e| e.ok()) {
-            let p = entry.path();
-            if p.extension().is_some_and(|x| x == "deb") {
-                run_ok(Command::new("dpkg-deb").arg("-x").arg(&p).arg(&root));
-            }
-        }
+        trixie_download(&["systemd-ukify", "systemd-boot-efi"], &root);
         let venv = base.join("venv");
         run_ok(Command::new("python3").arg("-m").arg("venv").arg(&venv));
         run_ok(Command::new(venv.join("bin/pip")).args(["install", "-q", "pefile==2024.8.26"]));
-        assert!(u.script.is_file() && u.stub.is_file(), "trixie packages lack ukify or the stub");
+        assert!(
+            u.script.is_file() && u.stub.is_file(),
+            "trixie packages lack ukify or the stub"
+        );
         u
     })
     .clone()
@@ -345,4 +318,92 @@ impl Clone for Ukify {
             stub: self.stub.clone(),
         }
     }
+}
+
+/// `apt-get`/`apt-cache` with a private configuration for Debian trixie (amd64 + arm64),
+/// leaving the system's sources untouched.
+fn trixie_apt(tool: &str) -> Command {
+    let apt = cache_dir().join("trixie/apt");
+    let sources = apt.join("sources.list");
+    let mut c = Command::new(tool);
+    c.arg("-o")
+        .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+        .arg("-o")
+        .arg("Dir::Etc::SourceParts=/nonexistent")
+        .arg("-o")
+        .arg(format!("Dir::State::Lists={}", apt.join("lists").display()))
+        .arg("-o")
+        .arg(format!("Dir::Cache={}", apt.join("cache").display()))
+        .arg("-o")
+        .arg("APT::Architectures::=arm64");
+    c
+}
+
+/// Fetch trixie's package lists once per test binary.
+fn trixie_update() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let apt = cache_dir().join("trixie/apt");
+        std::fs::create_dir_all(apt.join("lists/partial")).unwrap();
+        std::fs::create_dir_all(apt.join("cache/archives/partial")).unwrap();
+        std::fs::write(
+            apt.join("sources.list"),
+            "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
+        )
+        .unwrap();
+        run_ok(trixie_apt("apt-get").args(["-q", "update"]));
+    });
+}
+
+/// Download Debian trixie packages (`name` or `name:arch`) and extract them into `root`.
+fn trixie_download(packages: &[&str], root: &Path) {
+    trixie_update();
+    let dl = tempfile::Builder::new()
+        .prefix("dl-")
+        .tempdir_in(cache_dir())
+        .unwrap();
+    run_ok(
+        trixie_apt("apt-get")
+            .args(["-q", "download"])
+            .args(packages)
+            .current_dir(dl.path()),
+    );
+    for entry in std::fs::read_dir(dl.path()).unwrap().filter_map(|e| e.ok()) {
+        let p = entry.path();
+        if p.extension().is_some_and(|x| x == "deb") {
+            run_ok(Command::new("dpkg-deb").arg("-x").arg(&p).arg(root));
+        }
+    }
+}
+
+/// arm64 inputs from Debian trixie: systemd-stub 257 `linuxaa64.efi.stub` and the kernel
+/// `linux-image-arm64` depends on (an uncompressed EFI-stub PE `Image`, ~37 MB).
+pub fn arm64_inputs() -> (PathBuf, PathBuf) {
+    static A: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    A.get_or_init(|| {
+        let root = cache_dir().join("trixie-arm64");
+        let stub_rel = "usr/lib/systemd/boot/efi/linuxaa64.efi.stub";
+        if let (true, Some(k)) = (root.join(stub_rel).is_file(), find_vmlinuz(&root)) {
+            return (root.join(stub_rel), k);
+        }
+        trixie_update();
+        let deps = stdout_of(trixie_apt("apt-cache").args(["depends", "linux-image-arm64:arm64"]));
+        let kpkg = deps
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-"))
+            .unwrap_or_else(|| panic!("no linux-image-* dependency in:\n{deps}"))
+            .to_string();
+        let work = tempfile::Builder::new()
+            .prefix("arm64-")
+            .tempdir_in(cache_dir())
+            .unwrap();
+        trixie_download(&["systemd-boot-efi:arm64", &kpkg], work.path());
+        let _ = std::fs::rename(work.path(), &root);
+        (
+            root.join(stub_rel),
+            find_vmlinuz(&root).expect("arm64 vmlinuz in the kernel package"),
+        )
+    })
+    .clone()
 }
