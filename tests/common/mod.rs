@@ -358,6 +358,7 @@ fn trixie_update() {
 /// Download Debian trixie packages (`name` or `name:arch`) and extract them into `root`.
 fn trixie_download(packages: &[&str], root: &Path) {
     trixie_update();
+    std::fs::create_dir_all(root).unwrap();
     let dl = tempfile::Builder::new()
         .prefix("dl-")
         .tempdir_in(cache_dir())
@@ -404,6 +405,69 @@ pub fn arm64_inputs() -> (PathBuf, PathBuf) {
             root.join(stub_rel),
             find_vmlinuz(&root).expect("arm64 vmlinuz in the kernel package"),
         )
+    })
+    .clone()
+}
+
+/// A directory holding a runnable `systemd-measure` 257 from Debian trixie (for
+/// `ukify --tools DIR` and direct calls). Trixie's binaries need a newer glibc and
+/// OpenSSL than bookworm's, so the wrapper starts them with trixie's own dynamic loader
+/// and libraries (libtss2 is dlopen'ed for the PolicyPCR digest).
+pub fn systemd_measure_tools() -> PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let base = cache_dir().join("trixie-measure");
+        let tools = base.join("tools");
+        let wrapper = tools.join("systemd-measure");
+        if wrapper.is_file() {
+            return tools;
+        }
+        let root = base.join("root");
+        trixie_download(
+            &[
+                "systemd",
+                "libsystemd-shared",
+                "libc6",
+                "libssl3t64",
+                "libacl1",
+                "libblkid1",
+                "libcap2",
+                "libcrypt1",
+                "libmount1",
+                "libpam0g",
+                "libseccomp2",
+                "libselinux1",
+                "libpcre2-8-0",
+                "libaudit1",
+                "libcap-ng0",
+                "libzstd1",
+                "libtss2-esys-3.0.2-0t64",
+                "libtss2-mu-4.0.1-0t64",
+                "libtss2-rc0t64",
+                "libtss2-sys1t64",
+                "libtss2-tctildr0t64",
+            ],
+            &root,
+        );
+        let lib = root.join("usr/lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&tools).unwrap();
+        let script = format!(
+            "#!/bin/sh\nexec {ld} --library-path {lib}:{lib}/systemd {bin} \"$@\"\n",
+            ld = lib.join("ld-linux-x86-64.so.2").display(),
+            lib = lib.display(),
+            bin = root.join("usr/lib/systemd/systemd-measure").display(),
+        );
+        let tmp = tools.join("systemd-measure.tmp");
+        std::fs::write(&tmp, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let v = stdout_of(Command::new(&tmp).arg("--version"));
+        assert!(
+            v.starts_with("systemd 257"),
+            "systemd-measure --version: {v}"
+        );
+        std::fs::rename(&tmp, &wrapper).unwrap();
+        tools
     })
     .clone()
 }
