@@ -106,11 +106,44 @@ pub fn kernel() -> PathBuf {
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .expect("downloaded .deb");
         let root = work.path().join("root");
-        run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+        extract_deb(&deb, &root);
         let _ = std::fs::rename(&root, &dir);
         find_vmlinuz(&dir).expect("vmlinuz in the kernel package")
     })
     .clone()
+}
+
+/// Extract a .deb into `root`; for kernel packages only ./boot (the modules are large).
+fn extract_deb(deb: &Path, root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let is_kernel = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("linux-image-"));
+    if !is_kernel {
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root));
+        return;
+    }
+    require_tool("tar");
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dpkg-deb");
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(root)
+        .arg("./boot")
+        .stdin(dpkg.stdout.take().unwrap())
+        .status()
+        .expect("run tar");
+    assert!(
+        dpkg.wait().unwrap().success() && tar.success(),
+        "extracting {} failed",
+        deb.display()
+    );
 }
 
 fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
@@ -372,7 +405,7 @@ fn trixie_download(packages: &[&str], root: &Path) {
     for entry in std::fs::read_dir(dl.path()).unwrap().filter_map(|e| e.ok()) {
         let p = entry.path();
         if p.extension().is_some_and(|x| x == "deb") {
-            run_ok(Command::new("dpkg-deb").arg("-x").arg(&p).arg(root));
+            extract_deb(&p, root);
         }
     }
 }
