@@ -5,6 +5,7 @@
 //! Firmware: Debian `ovmf`'s Secure Boot build with the snakeoil variable store (PK, KEK
 //! and db = the snakeoil test certificate, Secure Boot enabled). The UKI is signed with the
 //! matching test key (encrypted PKCS#8, passphrase "snakeoil"). Each case takes ~5–15 s.
+//! Positive cases run with Debian's 252 stub and with systemd-stub 257.13 (Debian trixie).
 
 mod common;
 
@@ -255,4 +256,37 @@ fn tampered_signed_uki_is_refused() {
         matches!(boot(&tampered), Verdict::Rejected(_)),
         "tampered UKI was not refused"
     );
+}
+
+#[test]
+fn signed_uki_with_systemd_257_stub_boots() {
+    // systemd-stub 257.13 from Debian trixie (elf2efi layout, as Fedora/CentOS stubs).
+    let u = ukify();
+    let d = scratch();
+    let initrd = initramfs(d.path(), None);
+    let osrel = d.path().join("os-release");
+    std::fs::write(&osrel, "ID=bootseal-test\n").unwrap();
+    let uki = d.path().join("uki257.efi");
+    run_ok(
+        bootseal()
+            .arg("build-uki")
+            .arg("--linux")
+            .arg(kernel())
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--os-release")
+            .arg(&osrel)
+            .arg("--stub")
+            .arg(&u.stub)
+            .arg("--cmdline")
+            .arg(cmdline())
+            .arg("-o")
+            .arg(&uki),
+    );
+    let signed = d.path().join("signed257.efi");
+    sign_snakeoil(&uki, &signed);
+    match boot(&signed) {
+        Verdict::Booted(line) => assert!(line.contains(&format!("composefs={DIGEST}")), "{line}"),
+        v => panic!("signed UKI with the 257 stub did not boot: {v:?}"),
+    }
 }

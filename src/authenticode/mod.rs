@@ -64,6 +64,16 @@ pub fn sign(
     signer: &dyn AuthenticodeSigner,
     append: bool,
 ) -> Result<Vec<u8>, AuthenticodeError> {
+    sign_owned(with_room(image), signer, append)
+}
+
+/// [`sign`] taking the image by value: the signature is appended in place (give the Vec
+/// some spare capacity, e.g. 64 KiB, to avoid a reallocation of a large image).
+pub fn sign_owned(
+    image: Vec<u8>,
+    signer: &dyn AuthenticodeSigner,
+    append: bool,
+) -> Result<Vec<u8>, AuthenticodeError> {
     let mut prepared = table::prepare(image, append)?;
     let digest = hash::image_hash(&prepared)?;
     let spc = spc::SpcIndirectDataContent::for_sha256(&digest)
@@ -77,8 +87,21 @@ pub fn sign(
 /// The digest an external signer must put in its SpcIndirectDataContent for `image`
 /// (the image as it will be once padded for its certificate table).
 pub fn detached_digest(image: &[u8]) -> Result<[u8; 32], AuthenticodeError> {
-    let prepared = table::prepare(image, true)?;
-    hash::image_hash(&prepared)
+    let pe = crate::pe::PeHeaders::parse(image)?;
+    if pe.cert_table != (0, 0) || image.len().is_multiple_of(8) {
+        return hash::image_hash(image);
+    }
+    // The zero padding to 8 bytes is hashed too (it becomes part of the image).
+    let mut padded = with_room(image);
+    padded.resize(image.len().div_ceil(8) * 8, 0);
+    hash::image_hash(&padded)
+}
+
+/// A copy of `image` with spare capacity for padding and a certificate entry.
+fn with_room(image: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(image.len() + 64 * 1024);
+    v.extend_from_slice(image);
+    v
 }
 
 /// Embed a PKCS#7 SignedData made elsewhere, after checking it signs this image (digest,
@@ -90,7 +113,7 @@ pub fn attach(
     trusted: Option<&Certificate>,
     append: bool,
 ) -> Result<Vec<u8>, AuthenticodeError> {
-    let mut prepared = table::prepare(image, append)?;
+    let mut prepared = table::prepare(with_room(image), append)?;
     let digest = hash::image_hash(&prepared)?;
     let sd = signed_data::parse(pkcs7)?;
     let verified = verify::verify_signed_data(&sd, &digest, 0)?;

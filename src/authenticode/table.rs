@@ -61,9 +61,10 @@ pub fn entries(image: &[u8]) -> Result<Vec<WinCertificate>, AuthenticodeError> {
 
 /// Make `image` ready for signing: an unsigned image is zero-padded to a multiple of 8
 /// (the pad is part of the hashed image, as sbsign does); a signed image must have its
-/// table at the very end so another entry can be appended.
-pub fn prepare(image: &[u8], append: bool) -> Result<Vec<u8>, AuthenticodeError> {
-    let pe = PeHeaders::parse(image)?;
+/// table at the very end so another entry can be appended. Takes the image by value so a
+/// large image is not copied (reserve some spare capacity for the entry).
+pub fn prepare(mut image: Vec<u8>, append: bool) -> Result<Vec<u8>, AuthenticodeError> {
+    let pe = PeHeaders::parse(&image)?;
     if pe.number_of_rva_and_sizes <= 4 {
         return Err(AuthenticodeError::BadTable(
             "optional header has no certificate-table data directory",
@@ -72,7 +73,7 @@ pub fn prepare(image: &[u8], append: bool) -> Result<Vec<u8>, AuthenticodeError>
     let (off, size) = pe.cert_table;
     if off != 0 || size != 0 {
         if !append {
-            let n = entries(image).map(|e| e.len()).unwrap_or(0);
+            let n = entries(&image).map(|e| e.len()).unwrap_or(0);
             return Err(AuthenticodeError::AlreadySigned(n));
         }
         if off as u64 + size as u64 != image.len() as u64 || !off.is_multiple_of(8) {
@@ -80,11 +81,10 @@ pub fn prepare(image: &[u8], append: bool) -> Result<Vec<u8>, AuthenticodeError>
                 "certificate table is not 8-aligned at the end of the file",
             ));
         }
-        return Ok(image.to_vec());
+        return Ok(image);
     }
-    let mut out = image.to_vec();
-    out.resize(pad8(image.len()), 0);
-    Ok(out)
+    image.resize(pad8(image.len()), 0);
+    Ok(image)
 }
 
 /// Append one PKCS_SIGNED_DATA entry holding `pkcs7` to a prepared image, update data

@@ -82,8 +82,24 @@ pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
+/// Read a whole input file into a Vec with `spare` bytes of extra capacity.
+pub(crate) fn read_input_with_room(
+    path: &Path,
+    what: &str,
+    spare: usize,
+) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    let mut v = Vec::with_capacity(len + spare);
+    f.read_to_end(&mut v)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    Ok(v)
+}
+
 /// Write `bytes` to `path` via a temporary file in the same directory and a rename, so a
-/// failure never leaves a half-written result.
+/// failure never leaves a half-written result (no fsync, like sbsign and cp).
 pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let dir = match path.parent() {
@@ -93,8 +109,15 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // NamedTempFile is created 0600; outputs are boot images, not secrets: 0644 like ukify.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    }
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())

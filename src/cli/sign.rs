@@ -1,6 +1,6 @@
 //! `bootseal sign`: flags for [`crate::authenticode`] signing, detached digest and attach.
 
-use super::{passphrase, read_input, write_output};
+use super::{passphrase, read_input, read_input_with_room, write_output};
 use crate::authenticode::{self, LocalKeySigner};
 use crate::keys;
 use anyhow::{Context, bail};
@@ -39,7 +39,8 @@ pub struct Args {
 
 /// Run `sign`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let image = read_input(&args.input, "PE image")?;
+    // Spare capacity for the padding and the certificate entry: signing appends in place.
+    let image = read_input_with_room(&args.input, "PE image", 64 * 1024)?;
     if args.detached_digest {
         let d = authenticode::detached_digest(&image)
             .with_context(|| format!("{}", args.input.display()))?;
@@ -74,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("private key {}", key_path.display()))?;
         let signer = LocalKeySigner::new(key, cert)
             .with_context(|| format!("private key {}", key_path.display()))?;
-        authenticode::sign(&image, &signer, args.append)
+        authenticode::sign_owned(image, &signer, args.append)
             .with_context(|| format!("cannot sign {}", args.input.display()))?
     };
     write_output(output, &signed)

@@ -27,8 +27,6 @@ pub const SCN_CNT_CODE: u32 = 0x0000_0020;
 pub const SCN_CNT_INITIALIZED_DATA: u32 = 0x0000_0040;
 /// `IMAGE_SCN_MEM_READ`.
 pub const SCN_MEM_READ: u32 = 0x4000_0000;
-/// `IMAGE_FILE_LOCAL_SYMS_STRIPPED`.
-pub const FILE_LOCAL_SYMS_STRIPPED: u16 = 0x0008;
 /// Size of one section header in the section table.
 pub const SECTION_HEADER_SIZE: usize = 40;
 /// Data directory index of the certificate table (`IMAGE_DIRECTORY_ENTRY_SECURITY`).
@@ -50,18 +48,6 @@ impl SectionHeader {
     pub fn name_str(&self) -> String {
         let end = self.name.iter().position(|&b| b == 0).unwrap_or(8);
         String::from_utf8_lossy(&self.name[..end]).into_owned()
-    }
-
-    /// Encode as the 40-byte on-disk form (relocation/line-number fields zero).
-    pub fn to_bytes(&self) -> [u8; SECTION_HEADER_SIZE] {
-        let mut b = [0u8; SECTION_HEADER_SIZE];
-        b[..8].copy_from_slice(&self.name);
-        b[8..12].copy_from_slice(&self.virtual_size.to_le_bytes());
-        b[12..16].copy_from_slice(&self.virtual_address.to_le_bytes());
-        b[16..20].copy_from_slice(&self.size_of_raw_data.to_le_bytes());
-        b[20..24].copy_from_slice(&self.pointer_to_raw_data.to_le_bytes());
-        b[36..40].copy_from_slice(&self.characteristics.to_le_bytes());
-        b
     }
 
     /// End of the section in memory (`VirtualAddress + VirtualSize`).

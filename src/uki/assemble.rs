@@ -8,8 +8,8 @@
 
 use super::UkiError;
 use crate::pe::{
-    self, FILE_LOCAL_SYMS_STRIPPED, PeHeaders, SCN_CNT_CODE, SCN_CNT_INITIALIZED_DATA,
-    SCN_MEM_READ, SECTION_HEADER_SIZE, SectionHeader, align_up,
+    self, PeHeaders, SCN_CNT_CODE, SCN_CNT_INITIALIZED_DATA, SCN_MEM_READ, SECTION_HEADER_SIZE,
+    SectionHeader, align_up,
 };
 
 /// A section to add: its name (≤ 8 bytes) and exact contents.
@@ -48,7 +48,13 @@ pub fn assemble(
     if pe.cert_table != (0, 0) {
         return Err(UkiError::StubSigned);
     }
-    let mut out = stub.to_vec();
+    let total: usize = sections
+        .iter()
+        .map(|s| s.data.len() + pe.file_alignment as usize)
+        .sum();
+    // Spare room so a signature can be appended without reallocating (authenticode::sign_owned).
+    let mut out = Vec::with_capacity(stub.len() + total + 64 * 1024);
+    out.extend_from_slice(stub);
 
     // 1. Drop a COFF symbol (+ string) table that sits at the very end of the file.
     if pe.pointer_to_symbol_table != 0 {
@@ -61,8 +67,9 @@ pub fn assemble(
             out.truncate(start);
             pe::put_u32(&mut out, pe.coff_offset + 8, 0);
             pe::put_u32(&mut out, pe.coff_offset + 12, 0);
-            pe.characteristics |= FILE_LOCAL_SYMS_STRIPPED;
-            pe::put_u16(&mut out, pe.coff_offset + 18, pe.characteristics);
+            // ukify also asks pefile to set IMAGE_FILE_LOCAL_SYMS_STRIPPED, but pefile does
+            // not write flag attributes back, so Characteristics stays as it was; we match
+            // ukify's actual output (checked byte for byte against ukify 257.13).
         }
     }
 

@@ -74,7 +74,7 @@ pub struct UkiInputs<'a> {
     pub os_release: &'a [u8],
     /// The exact `.cmdline` bytes (see [`normalize_cmdline`] for ukify's text form).
     pub cmdline: Option<&'a [u8]>,
-    /// Kernel release for `.uname`; read from the bzImage header if None.
+    /// Kernel release for `.uname`; read from the kernel image if None (omitted if not found).
     pub uname: Option<&'a str>,
     /// Extra SBAT texts (each with the `sbat,` header line); None = ukify's default `uki` line.
     pub sbat: Option<Vec<&'a str>>,
@@ -108,7 +108,7 @@ fn plan<'a>(inputs: &'a UkiInputs<'a>) -> Result<Plan<'a>, UkiError> {
     }
     let uname = match inputs.uname {
         Some(u) => Some(u.to_string()),
-        None => kernel::release_from_bzimage(inputs.linux),
+        None => kernel::release(inputs.linux),
     };
     if let Some(u) = uname {
         sections.push((".uname", Cow::Owned(u.into_bytes())));

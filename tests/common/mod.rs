@@ -114,11 +114,44 @@ pub fn kernel() -> PathBuf {
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .expect("downloaded .deb");
         let root = work.path().join("root");
-        run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+        extract_deb(&deb, &root);
         let _ = std::fs::rename(&root, &dir);
         find_vmlinuz(&dir).expect("vmlinuz in the kernel package")
     })
     .clone()
+}
+
+/// Extract a .deb into `root`; for kernel packages only ./boot (the modules are large).
+fn extract_deb(deb: &Path, root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let is_kernel = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("linux-image-"));
+    if !is_kernel {
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root));
+        return;
+    }
+    require_tool("tar");
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dpkg-deb");
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(root)
+        .arg("./boot")
+        .stdin(dpkg.stdout.take().unwrap())
+        .status()
+        .expect("run tar");
+    assert!(
+        dpkg.wait().unwrap().success() && tar.success(),
+        "extracting {} failed",
+        deb.display()
+    );
 }
 
 fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
@@ -265,6 +298,248 @@ pub fn objcopy_section(file: &Path, section: &str, dir: &Path) -> Vec<u8> {
             .arg(&out),
     );
     std::fs::read(out).unwrap()
+}
+
+/// Real `ukify` and systemd-stub 257 from Debian trixie (packages `systemd-ukify` and
+/// `systemd-boot-efi`), fetched with `apt-get download` through a private apt
+/// configuration (the system's sources stay untouched), plus a venv with PyPI `pefile`.
+/// Cached in the target dir.
+pub struct Ukify {
+    /// Python interpreter of the venv.
+    pub python: PathBuf,
+    /// The ukify script.
+    pub script: PathBuf,
+    /// linuxx64.efi.stub 257.
+    pub stub: PathBuf,
+}
+
+impl Ukify {
+    /// `ukify build ARGS…`
+    pub fn build(&self) -> Command {
+        let mut c = Command::new(&self.python);
+        c.arg(&self.script).arg("build");
+        c
+    }
+}
+
+pub fn ukify() -> Ukify {
+    static U: OnceLock<Ukify> = OnceLock::new();
+    U.get_or_init(|| {
+        require_tool("apt-get");
+        require_tool("dpkg-deb");
+        require_tool("python3");
+        let base = cache_dir().join("trixie");
+        let root = base.join("root");
+        let u = Ukify {
+            python: base.join("venv/bin/python"),
+            script: root.join("usr/bin/ukify"),
+            stub: root.join("usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
+        };
+        if u.python.is_file() && u.script.is_file() && u.stub.is_file() {
+            return u;
+        }
+        trixie_download(&["systemd-ukify", "systemd-boot-efi"], &root);
+        let venv = base.join("venv");
+        run_ok(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_ok(Command::new(venv.join("bin/pip")).args(["install", "-q", "pefile==2024.8.26"]));
+        assert!(
+            u.script.is_file() && u.stub.is_file(),
+            "trixie packages lack ukify or the stub"
+        );
+        u
+    })
+    .clone()
+}
+
+impl Clone for Ukify {
+    fn clone(&self) -> Self {
+        Ukify {
+            python: self.python.clone(),
+            script: self.script.clone(),
+            stub: self.stub.clone(),
+        }
+    }
+}
+
+/// `apt-get`/`apt-cache` with a private configuration for Debian trixie (amd64 + arm64),
+/// leaving the system's sources untouched.
+fn trixie_apt(tool: &str) -> Command {
+    let apt = cache_dir().join("trixie/apt");
+    let sources = apt.join("sources.list");
+    let mut c = Command::new(tool);
+    c.arg("-o")
+        .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+        .arg("-o")
+        .arg("Dir::Etc::SourceParts=/nonexistent")
+        .arg("-o")
+        .arg(format!("Dir::State::Lists={}", apt.join("lists").display()))
+        .arg("-o")
+        .arg(format!("Dir::Cache={}", apt.join("cache").display()))
+        .arg("-o")
+        .arg("APT::Architectures::=arm64");
+    c
+}
+
+/// The Debian archive this machine's apt already uses (the first `URIs:`/`deb` entry ending in
+/// `/debian`), so tests reach trixie through the same mirror as everything else.
+fn debian_mirror() -> String {
+    let mut texts = Vec::new();
+    for dir in ["/etc/apt/sources.list.d"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+        }
+    }
+    texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split_whitespace())
+        .find(|w| {
+            (w.starts_with("http://") || w.starts_with("https://"))
+                && w.trim_end_matches('/').ends_with("/debian")
+        })
+        .map(|w| w.trim_end_matches('/').to_owned())
+        .expect("no Debian archive in the apt sources")
+}
+
+/// Fetch trixie's package lists once per test binary.
+fn trixie_update() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let apt = cache_dir().join("trixie/apt");
+        std::fs::create_dir_all(apt.join("lists/partial")).unwrap();
+        std::fs::create_dir_all(apt.join("cache/archives/partial")).unwrap();
+        std::fs::write(
+            apt.join("sources.list"),
+            format!(
+                "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} trixie main\n",
+                debian_mirror()
+            ),
+        )
+        .unwrap();
+        run_ok(trixie_apt("apt-get").args(["-q", "update"]));
+    });
+}
+
+/// Download Debian trixie packages (`name` or `name:arch`) and extract them into `root`.
+fn trixie_download(packages: &[&str], root: &Path) {
+    trixie_update();
+    std::fs::create_dir_all(root).unwrap();
+    let dl = tempfile::Builder::new()
+        .prefix("dl-")
+        .tempdir_in(cache_dir())
+        .unwrap();
+    run_ok(
+        trixie_apt("apt-get")
+            .args(["-q", "download"])
+            .args(packages)
+            .current_dir(dl.path()),
+    );
+    for entry in std::fs::read_dir(dl.path()).unwrap().filter_map(|e| e.ok()) {
+        let p = entry.path();
+        if p.extension().is_some_and(|x| x == "deb") {
+            extract_deb(&p, root);
+        }
+    }
+}
+
+/// arm64 inputs from Debian trixie: systemd-stub 257 `linuxaa64.efi.stub` and the kernel
+/// `linux-image-arm64` depends on (an uncompressed EFI-stub PE `Image`, ~37 MB).
+pub fn arm64_inputs() -> (PathBuf, PathBuf) {
+    static A: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    A.get_or_init(|| {
+        let root = cache_dir().join("trixie-arm64");
+        let stub_rel = "usr/lib/systemd/boot/efi/linuxaa64.efi.stub";
+        if let (true, Some(k)) = (root.join(stub_rel).is_file(), find_vmlinuz(&root)) {
+            return (root.join(stub_rel), k);
+        }
+        trixie_update();
+        let deps = stdout_of(trixie_apt("apt-cache").args(["depends", "linux-image-arm64:arm64"]));
+        let kpkg = deps
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-"))
+            .unwrap_or_else(|| panic!("no linux-image-* dependency in:\n{deps}"))
+            .to_string();
+        let work = tempfile::Builder::new()
+            .prefix("arm64-")
+            .tempdir_in(cache_dir())
+            .unwrap();
+        trixie_download(&["systemd-boot-efi:arm64", &kpkg], work.path());
+        let _ = std::fs::rename(work.path(), &root);
+        (
+            root.join(stub_rel),
+            find_vmlinuz(&root).expect("arm64 vmlinuz in the kernel package"),
+        )
+    })
+    .clone()
+}
+
+/// A directory holding a runnable `systemd-measure` 257 from Debian trixie (for
+/// `ukify --tools DIR` and direct calls). Trixie's binaries need a newer glibc and
+/// OpenSSL than bookworm's, so the wrapper starts them with trixie's own dynamic loader
+/// and libraries (libtss2 is dlopen'ed for the PolicyPCR digest).
+pub fn systemd_measure_tools() -> PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let base = cache_dir().join("trixie-measure");
+        let tools = base.join("tools");
+        let wrapper = tools.join("systemd-measure");
+        if wrapper.is_file() {
+            return tools;
+        }
+        let root = base.join("root");
+        trixie_download(
+            &[
+                "systemd",
+                "libsystemd-shared",
+                "libc6",
+                "libssl3t64",
+                "libacl1",
+                "libblkid1",
+                "libcap2",
+                "libcrypt1",
+                "libmount1",
+                "libpam0g",
+                "libseccomp2",
+                "libselinux1",
+                "libpcre2-8-0",
+                "libaudit1",
+                "libcap-ng0",
+                "libzstd1",
+                "libtss2-esys-3.0.2-0t64",
+                "libtss2-mu-4.0.1-0t64",
+                "libtss2-rc0t64",
+                "libtss2-sys1t64",
+                "libtss2-tctildr0t64",
+            ],
+            &root,
+        );
+        let lib = root.join("usr/lib/x86_64-linux-gnu");
+        std::fs::create_dir_all(&tools).unwrap();
+        let script = format!(
+            "#!/bin/sh\nexec {ld} --library-path {lib}:{lib}/systemd {bin} \"$@\"\n",
+            ld = lib.join("ld-linux-x86-64.so.2").display(),
+            lib = lib.display(),
+            bin = root.join("usr/lib/systemd/systemd-measure").display(),
+        );
+        let tmp = tools.join("systemd-measure.tmp");
+        std::fs::write(&tmp, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let v = stdout_of(Command::new(&tmp).arg("--version"));
+        assert!(
+            v.starts_with("systemd 257"),
+            "systemd-measure --version: {v}"
+        );
+        std::fs::rename(&tmp, &wrapper).unwrap();
+        tools
+    })
+    .clone()
 }
 
 /// Our digest of an OCI layout image.
