@@ -9,17 +9,17 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Kernel image (EFI-stub bzImage/Image) for `.linux`.
-    #[arg(long)]
-    pub linux: PathBuf,
+    #[arg(long, required_unless_present = "from")]
+    pub linux: Option<PathBuf>,
     /// Initrd for `.initrd`.
     #[arg(long)]
     pub initrd: Option<PathBuf>,
     /// os-release file for `.osrel` (the image's usr/lib/os-release).
-    #[arg(long)]
-    pub os_release: PathBuf,
+    #[arg(long, required_unless_present = "from")]
+    pub os_release: Option<PathBuf>,
     /// systemd-stub (linuxx64.efi.stub / linuxaa64.efi.stub).
     #[arg(long)]
-    pub stub: PathBuf,
+    pub stub: Option<PathBuf>,
     /// Kernel command line: TEXT (whitespace-normalised) or @FILE (verbatim).
     #[arg(long)]
     pub cmdline: Option<String>,
@@ -60,8 +60,10 @@ pub struct Args {
     #[arg(long)]
     pub allow_section_overlap: bool,
     /// Output UKI (unsigned).
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, required_unless_present = "bootloader_out")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub image: super::build_uki_from::FromImageArgs,
 }
 
 fn text_or_file(arg: &str, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -73,14 +75,30 @@ fn text_or_file(arg: &str, what: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Run `build-uki`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let stub = read_input(&args.stub, "stub")?;
-    let linux = read_input(&args.linux, "kernel")?;
+    if args.image.from.is_some() {
+        return super::build_uki_from::run(&args);
+    }
+    let (stub, stub_name) = match (&args.image.stub_from, &args.stub) {
+        (Some(image), _) => (
+            super::build_uki_from::stub_from_image(image, &args.image)?,
+            image.clone(),
+        ),
+        (None, Some(p)) => (read_input(p, "stub")?, p.display().to_string()),
+        (None, None) => bail!("give --stub FILE, --stub-from IMAGE or --from IMAGE"),
+    };
+    let linux_path = args.linux.as_deref().context("--linux is required")?;
+    let linux = read_input(linux_path, "kernel")?;
     let initrd = args
         .initrd
         .as_deref()
         .map(|p| read_input(p, "initrd"))
         .transpose()?;
-    let os_release = read_input(&args.os_release, "os-release")?;
+    let os_release = read_input(
+        args.os_release
+            .as_deref()
+            .context("--os-release is required")?,
+        "os-release",
+    )?;
     let cmdline = match args.cmdline.as_deref() {
         Some(c) if c.starts_with('@') => Some(text_or_file(c, "cmdline file")?),
         Some(c) => Some(uki::normalize_cmdline(c).into_bytes()),
@@ -149,11 +167,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let image = uki::build(&inputs).with_context(|| {
         format!(
             "cannot build the UKI from kernel {} and stub {}",
-            args.linux.display(),
-            args.stub.display()
+            linux_path.display(),
+            stub_name
         )
     })?;
-    write_output(&args.output, &image)?;
+    write_output(
+        args.output.as_deref().context("-o/--output is required")?,
+        &image,
+    )?;
 
     if args.measure {
         let phase_refs: Vec<&str> = std::iter::once("")

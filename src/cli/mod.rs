@@ -1,6 +1,7 @@
 //! Command-line interface: flag parsing only; every subcommand calls into the library.
 
 pub mod build_uki;
+mod build_uki_from;
 mod digest;
 pub mod inspect;
 mod options;

@@ -1,0 +1,132 @@
+//! `bootseal build-uki --from IMAGE`: the first half of the external-signing workflow. Computes
+//! the digest the sealed image will have and writes the unsigned UKI carrying it; with
+//! `--bootloader-out` writes the image's unsigned systemd-boot to be signed first (its signed
+//! bytes are part of the sealed tree, so they must be known before the digest).
+
+use super::options::{RegistryArgs, parse_platform};
+use super::{read_input, write_output};
+use crate::digest::{self, DigestOptions, ErofsVersion};
+use crate::manifest::Platform;
+use crate::reference::ImageRef;
+use crate::seal::{SealOptions, efi_arch, prepare_image};
+use crate::source;
+use crate::tree::CaptureSet;
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+
+/// The flags of `build-uki` that take the inputs from an image.
+#[derive(Debug, clap::Args)]
+pub struct FromImageArgs {
+    /// Take kernel, initramfs, os-release and stub from this bootc image
+    #[arg(long, value_name = "IMAGE")]
+    pub from: Option<String>,
+    /// Take the stub from this image (e.g. a buildroot) instead
+    #[arg(long, value_name = "IMAGE")]
+    pub stub_from: Option<String>,
+    /// Platform to select from a multi-arch index
+    #[arg(long, default_value = "linux/amd64", value_parser = parse_platform)]
+    pub platform: Platform,
+    /// With --from: extra kernel argument after the image's kargs.d ones (repeatable)
+    #[arg(long = "karg", value_name = "ARG")]
+    pub kargs: Vec<String>,
+    /// With --from: systemd-boot already signed for this image (as `seal --bootloader`)
+    #[arg(long, value_name = "FILE")]
+    pub bootloader: Option<PathBuf>,
+    /// With --from: the sealed image will carry no signed systemd-boot
+    #[arg(long)]
+    pub no_sign_bootloader: bool,
+    /// With --from: write the image's unsigned systemd-boot here, for signing
+    #[arg(long, value_name = "FILE")]
+    pub bootloader_out: Option<PathBuf>,
+    /// With --from: the sealed image keeps vmlinuz and initramfs.img
+    #[arg(long)]
+    pub keep_kernel: bool,
+    /// EROFS format of the digest: 1 or 2
+    #[arg(long, default_value = "1")]
+    pub erofs_version: ErofsVersion,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Reads the stub for the platform's architecture out of another image.
+pub fn stub_from_image(image: &str, args: &FromImageArgs) -> anyhow::Result<Vec<u8>> {
+    let reference = ImageRef::parse(image).map_err(anyhow::Error::msg)?;
+    let src = source::open(&reference, &args.registry.source_options())?;
+    let resolved = source::resolve(src.as_ref(), &args.platform)?;
+    let path = format!(
+        "/usr/lib/systemd/boot/efi/linux{}.efi.stub",
+        efi_arch(&args.platform.architecture).map_err(anyhow::Error::msg)?
+    );
+    let capture = CaptureSet::new().with(&path);
+    let opts = DigestOptions {
+        capture: capture.clone(),
+        ..Default::default()
+    };
+    let ingested = digest::ingest(&resolved.name, digest::layer_inputs(&src, &resolved), &opts)?;
+    ingested
+        .captured(&capture)
+        .read(&path)
+        .map_err(|e| anyhow::anyhow!("{image}: no stub at {path}: {e}"))
+}
+
+pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
+    let a = &args.image;
+    let image = ImageRef::parse(a.from.as_deref().expect("--from")).map_err(anyhow::Error::msg)?;
+    let source_opts = a.registry.source_options();
+    let stub = match (&args.stub, &a.stub_from) {
+        (Some(p), _) => Some(read_input(p, "stub")?),
+        (None, Some(img)) => Some(stub_from_image(img, a)?),
+        (None, None) => None,
+    };
+    if let Some(out) = &a.bootloader_out {
+        let opts = SealOptions {
+            sign_bootloader: false,
+            stub: stub.clone(),
+            ..Default::default()
+        };
+        let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;
+        let (path, bytes) =
+            prepared.inputs.systemd_boot.as_ref().with_context(|| {
+                format!("{image}: no systemd-boot under /usr/lib/systemd/boot/efi")
+            })?;
+        write_output(out, bytes)?;
+        eprintln!(
+            "bootseal: wrote {path} of {image} to {}; sign it, then pass it as --bootloader",
+            out.display()
+        );
+        if args.output.is_none() {
+            return Ok(());
+        }
+    }
+    if a.bootloader.is_none() && !a.no_sign_bootloader {
+        bail!(
+            "the sealed tree includes the signed systemd-boot, so its digest needs it: give --bootloader SIGNED.efi \
+             (get the unsigned one with --bootloader-out) or --no-sign-bootloader"
+        );
+    }
+    let opts = SealOptions {
+        kargs: a.kargs.clone(),
+        keep_kernel: a.keep_kernel,
+        sign_bootloader: !a.no_sign_bootloader,
+        bootloader: a
+            .bootloader
+            .as_ref()
+            .map(|p| read_input(p, "bootloader"))
+            .transpose()?,
+        stub,
+        allow_section_overlap: args.allow_section_overlap,
+        erofs_version: a.erofs_version,
+        ..Default::default()
+    };
+    let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;
+    let uki = prepared.unsigned_uki(&opts)?;
+    write_output(
+        args.output.as_deref().context("-o/--output is required")?,
+        &uki,
+    )?;
+    for w in &prepared.warnings {
+        eprintln!("bootseal: warning: {w}");
+    }
+    println!("{}", prepared.digest_hex);
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The modular workflow for external signing: `build-uki --from` writes the unsigned pieces and
+//! prints the digest, an outside tool (sbsign here) signs them, and `seal --uki --bootloader`
+//! completes the seal after checking the UKI carries this image's digest.
+
+mod common;
+
+use common::image_builder::{BuiltImage, E};
+use common::reference::reference_digest;
+use common::{bootc_image, bootseal, keypair, run_ok, scratch, stdout_of};
+use std::path::Path;
+use std::process::Command;
+
+fn sbsign(keys: &common::KeyPair, input: &Path, output: &Path) {
+    run_ok(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert)
+            .arg("--output")
+            .arg(output)
+            .arg(input),
+    );
+}
+
+#[test]
+fn build_uki_then_sign_elsewhere_then_seal() {
+    common::require_tool("sbsign");
+    let tmp = scratch();
+    let t = tmp.path();
+    let built = bootc_image::build(t, "base");
+    let keys = keypair(t, "db", 2048);
+    let from = built.image.oci_ref();
+
+    run_ok(
+        bootseal()
+            .args([
+                "build-uki",
+                "--allow-section-overlap",
+                "--from",
+                &from,
+                "--bootloader-out",
+            ])
+            .arg(t.join("sd.efi")),
+    );
+    assert_eq!(
+        std::fs::read(t.join("sd.efi")).unwrap(),
+        std::fs::read(common::SYSTEMD_BOOT).unwrap()
+    );
+    sbsign(&keys, &t.join("sd.efi"), &t.join("sd.signed"));
+
+    let digest = stdout_of(
+        bootseal()
+            .args([
+                "build-uki",
+                "--allow-section-overlap",
+                "--from",
+                &from,
+                "--bootloader",
+            ])
+            .arg(t.join("sd.signed"))
+            .arg("-o")
+            .arg(t.join("uki.efi")),
+    );
+    let digest = digest.trim().to_owned();
+    assert_eq!(digest.len(), 128);
+    sbsign(&keys, &t.join("uki.efi"), &t.join("uki.signed"));
+
+    let out = t.join("out");
+    run_ok(
+        bootseal()
+            .args(["seal", "--from", &from, "--to"])
+            .arg(format!("oci:{}:ext", out.display()))
+            .arg("--uki")
+            .arg(t.join("uki.signed"))
+            .arg("--bootloader")
+            .arg(t.join("sd.signed"))
+            .arg("--cert")
+            .arg(&keys.cert),
+    );
+    let sealed = BuiltImage::load(&out, "ext");
+    assert_eq!(
+        reference_digest(&sealed, 1),
+        digest,
+        "the printed digest is the sealed image's"
+    );
+    let verdict = stdout_of(
+        bootseal()
+            .arg("verify")
+            .arg(format!("oci:{}:ext", out.display()))
+            .arg("--cert")
+            .arg(&keys.cert),
+    );
+    assert!(verdict.contains("verdict: sealed and valid"), "{verdict}");
+
+    // A UKI made for another tree (vmlinuz kept) is refused, naming both digests.
+    let other = stdout_of(
+        bootseal()
+            .args([
+                "build-uki",
+                "--allow-section-overlap",
+                "--keep-kernel",
+                "--from",
+                &from,
+                "--bootloader",
+            ])
+            .arg(t.join("sd.signed"))
+            .arg("-o")
+            .arg(t.join("other.efi")),
+    );
+    let refused = bootseal()
+        .args(["seal", "--from", &from, "--to"])
+        .arg(format!("oci:{}:bad", out.display()))
+        .arg("--uki")
+        .arg(t.join("other.efi"))
+        .arg("--bootloader")
+        .arg(t.join("sd.signed"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!("--uki carries composefs={}", other.trim())) && err.contains(&digest),
+        "{err}"
+    );
+
+    // An unsigned UKI is refused when --cert is given.
+    let unsigned = bootseal()
+        .args(["seal", "--from", &from, "--to"])
+        .arg(format!("oci:{}:bad", out.display()))
+        .arg("--uki")
+        .arg(t.join("uki.efi"))
+        .arg("--bootloader")
+        .arg(t.join("sd.signed"))
+        .arg("--cert")
+        .arg(&keys.cert)
+        .output()
+        .unwrap();
+    assert!(!unsigned.status.success());
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("--uki: signature check failed"));
+    let index = std::fs::read_to_string(out.join("index.json")).unwrap();
+    assert!(!index.contains("\"bad\""), "nothing was tagged");
+}
+
+#[test]
+fn images_without_exactly_one_kernel_are_refused() {
+    let tmp = scratch();
+    let t = tmp.path();
+    let (img, kver, _, _) = bootc_image::layers(
+        t,
+        vec![
+            E::dir("usr/lib/modules/9.9.9-other"),
+            E::file("usr/lib/modules/9.9.9-other/vmlinuz", vec![1u8; 100]),
+        ],
+    );
+    let two = img.write(&t.join("two"), "two");
+    let out = bootseal()
+        .args([
+            "build-uki",
+            "--no-sign-bootloader",
+            "--from",
+            &two.oci_ref(),
+            "-o",
+        ])
+        .arg(t.join("x.efi"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("image has 2 kernels (/usr/lib/modules/{kver}/vmlinuz, /usr/lib/modules/9.9.9-other/vmlinuz)")),
+        "{err}"
+    );
+    assert!(!t.join("x.efi").exists());
+
+    let (img, _, _, _) = bootc_image::layers(
+        t,
+        vec![E::whiteout(&format!("usr/lib/modules/{kver}/vmlinuz"))],
+    );
+    let none = img.write(&t.join("none"), "none");
+    let out = bootseal()
+        .args([
+            "build-uki",
+            "--no-sign-bootloader",
+            "--from",
+            &none.oci_ref(),
+            "-o",
+        ])
+        .arg(t.join("x.efi"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz")
+    );
+}
