@@ -282,3 +282,50 @@ fn errors_name_what_is_wrong_and_push_nothing() {
     let missing = run(&creds, &tmp.path().join("no.key"), &keys.cert);
     assert!(missing.contains("no.key"), "{missing}");
 }
+
+/// The sealed UKI read back from the registry boots under OVMF with Secure Boot enforced and
+/// the kernel reports the composefs= digest composefs-oci computes for the pulled image.
+#[test]
+fn sealed_uki_from_registry_boots_under_secure_boot() {
+    use common::secureboot::{DB_CERT, DB_KEY, Verdict, boot};
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let reg = Registry::start(Variant::Plain);
+    reg.push_layout(&built.image.oci_ref(), "os/base:1");
+    run_ok(
+        bootseal()
+            .env("SNAKEOIL_PASS", "snakeoil")
+            .args([
+                "seal",
+                "--quiet",
+                "--tls-verify=false",
+                "--allow-section-overlap",
+                "--from",
+            ])
+            .arg(reg.image("os/base:1"))
+            .arg("--to")
+            .arg(reg.image("os/sealed:boot"))
+            .args([
+                "--key",
+                DB_KEY,
+                "--cert",
+                DB_CERT,
+                "--key-pass-env",
+                "SNAKEOIL_PASS",
+            ]),
+    );
+    let pulled_dir = tmp.path().join("pulled");
+    reg.pull_layout("os/sealed:boot", &pulled_dir, "p");
+    let pulled = BuiltImage::load(&pulled_dir, "p");
+    let member = format!("boot/EFI/Linux/{}.efi", built.kver);
+    let x = tmp.path().join("x");
+    top_layer_file(&pulled, &x, &member);
+    let reference = reference_digest(&pulled, 1);
+    match boot(&x.join(&member)) {
+        Verdict::Booted(line) => assert!(
+            line.contains(&format!("composefs={reference} rw console=ttyS0")),
+            "{line}"
+        ),
+        v => panic!("the sealed UKI did not boot: {v:?}"),
+    }
+}

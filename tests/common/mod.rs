@@ -9,6 +9,7 @@ pub mod realistic;
 pub mod reference;
 pub mod reference_check;
 pub mod registry;
+pub mod secureboot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,176 @@
+//! UEFI Secure Boot under OVMF + QEMU (TCG) for tests: Debian `ovmf`'s Secure Boot build with
+//! the snakeoil variable store (PK, KEK and db = the snakeoil test certificate, Secure Boot
+//! enabled); images are signed with the matching test key (encrypted PKCS#8, passphrase
+//! "snakeoil"). A boot is judged from the first serial port: the kernel's "Command line:" line,
+//! or the firmware's "Access Denied"/"Security Violation".
+
+use super::{bootseal, require_file, require_tool, run_ok, scratch};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const OVMF_VARS_SNAKEOIL: &str = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd";
+pub const DB_KEY: &str = "/usr/share/ovmf/PkKek-1-snakeoil.key";
+pub const DB_CERT: &str = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
+/// A guard against a hung guest, not a timing assertion.
+const GIVE_UP: Duration = Duration::from_secs(240);
+
+/// QEMU runs one at a time: the machine has two cores.
+static QEMU: Mutex<()> = Mutex::new(());
+
+// The payloads are read through Debug in failure messages.
+#[allow(dead_code)]
+#[derive(Debug)]
+pub enum Verdict {
+    /// The kernel printed its command line (the line).
+    Booted(String),
+    /// The firmware refused the image (the line).
+    Rejected(String),
+    /// Neither happened (serial log tail).
+    Nothing(String),
+}
+
+pub fn require_qemu_parts() {
+    for t in ["qemu-system-x86_64", "mkfs.vfat", "mmd", "mcopy"] {
+        require_tool(t);
+    }
+    require_file(OVMF_CODE, "ovmf");
+    require_file(OVMF_VARS_SNAKEOIL, "ovmf");
+}
+
+/// A FAT ESP image with `efi` as the removable-media boot loader EFI/BOOT/BOOTX64.EFI.
+pub fn make_esp(dir: &Path, efi: &Path) -> PathBuf {
+    let esp = dir.join("esp.img");
+    let kib = std::fs::metadata(efi).unwrap().len() / 1024 * 5 / 4 + 8192;
+    run_ok(
+        Command::new("mkfs.vfat")
+            .arg("-C")
+            .arg("-n")
+            .arg("ESP")
+            .arg(&esp)
+            .arg(kib.to_string()),
+    );
+    run_ok(
+        Command::new("mmd")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&esp)
+            .args(["::/EFI", "::/EFI/BOOT"]),
+    );
+    run_ok(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&esp)
+            .arg(efi)
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    );
+    esp
+}
+
+/// Boot `efi` under OVMF with Secure Boot on and watch the first serial port.
+pub fn boot(efi: &Path) -> Verdict {
+    require_qemu_parts();
+    let _one_at_a_time = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let d = scratch();
+    let vars = d.path().join("vars.fd");
+    std::fs::copy(OVMF_VARS_SNAKEOIL, &vars).unwrap();
+    let esp = make_esp(d.path(), efi);
+    let serial = d.path().join("serial.log");
+    std::fs::write(&serial, b"").unwrap();
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args([
+            "-machine",
+            "q35,smm=on",
+            "-accel",
+            "tcg",
+            "-smp",
+            "2",
+            "-m",
+            "1024",
+        ])
+        .args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ))
+        .arg("-drive")
+        .arg(format!("if=none,id=esp,format=raw,file={}", esp.display()))
+        .args(["-device", "virtio-blk-pci,drive=esp,bootindex=1"])
+        .args([
+            "-nic",
+            "none",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-x86_64");
+    let start = Instant::now();
+    let verdict = loop {
+        let log =
+            String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
+        if let Some(l) = log.lines().find(|l| l.contains("Command line: ")) {
+            break Verdict::Booted(l.to_string());
+        }
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("Access Denied") || l.contains("Security Violation"))
+        {
+            break Verdict::Rejected(l.to_string());
+        }
+        let exited = qemu.try_wait().unwrap().is_some();
+        if exited || start.elapsed() > GIVE_UP {
+            let mut err = String::new();
+            if exited {
+                qemu.stderr.take().unwrap().read_to_string(&mut err).ok();
+            }
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            break Verdict::Nothing(format!(
+                "qemu exited={exited} stderr={err}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    eprintln!(
+        "boot {}: {verdict:?} after {:?}",
+        efi.display(),
+        start.elapsed()
+    );
+    verdict
+}
+
+pub fn sign_snakeoil(input: &Path, out: &Path) {
+    require_file(DB_KEY, "ovmf");
+    run_ok(
+        bootseal()
+            .env("BOOTSEAL_SNAKEOIL_PASS", "snakeoil")
+            .arg("sign")
+            .arg("--key")
+            .arg(DB_KEY)
+            .arg("--cert")
+            .arg(DB_CERT)
+            .args(["--key-pass-env", "BOOTSEAL_SNAKEOIL_PASS"])
+            .arg(input)
+            .arg("-o")
+            .arg(out),
+    );
+}
