@@ -329,3 +329,45 @@ fn sealed_uki_from_registry_boots_under_secure_boot() {
         v => panic!("the sealed UKI did not boot: {v:?}"),
     }
 }
+
+/// On a bearer-token registry, base layers are mounted across repositories with a token that
+/// covers both (the registry answers 201), so only the new blobs are uploaded.
+#[test]
+fn token_registry_mounts_base_layers_across_repositories() {
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Token);
+    reg.push_layout(&built.image.oci_ref(), "team/base:1");
+    let report: Value = serde_json::from_slice(
+        &run_ok(&mut seal_cmd(&reg, "team/base:1", "mirror/sealed:1", &keys)).stdout,
+    )
+    .unwrap();
+    let log = reg.access_log();
+    let mounts: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("\"POST /v2/mirror/sealed/blobs/uploads/?mount=")
+                && l.contains("from=team%2Fbase")
+        })
+        .collect();
+    assert_eq!(mounts.len(), built.image.layers.len(), "{log}");
+    assert!(mounts.iter().all(|l| l.contains("\" 201 ")), "{mounts:#?}");
+    let tokens = std::fs::read_to_string(reg.token_log.as_ref().unwrap()).unwrap();
+    assert!(
+        tokens
+            .lines()
+            .any(|l| l.contains("repository:mirror/sealed:push,pull")
+                && l.contains("repository:team/base:pull")),
+        "{tokens}"
+    );
+    let raw = reg.raw_manifest("mirror/sealed:1").unwrap();
+    let manifest: Value = serde_json::from_slice(&raw).unwrap();
+    let new_layer = manifest["layers"].as_array().unwrap().last().unwrap()["size"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        report["bytes_written"].as_u64().unwrap(),
+        new_layer + manifest["config"]["size"].as_u64().unwrap() + raw.len() as u64
+    );
+}

@@ -9,6 +9,7 @@ use crate::source::{ImageSource, RegistryOptions, build_client, describe_error};
 use bytes::Bytes;
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference, RegistryOperation};
 use std::io::Read;
 use std::sync::Arc;
@@ -27,6 +28,9 @@ pub struct RegistrySink {
     runtime: Arc<Runtime>,
     written: AtomicU64,
     mounted: AtomicU64,
+    /// `http` or `https`, as decided when connecting.
+    scheme: &'static str,
+    opts: RegistryOptions,
 }
 
 impl RegistrySink {
@@ -49,16 +53,16 @@ impl RegistrySink {
         let registry = reference.resolve_registry().to_owned();
         let https = build_client(&registry, opts, false).map_err(err)?;
         let probe = runtime.block_on(https.auth(&reference, &auth, RegistryOperation::Push));
-        let client = match probe {
+        let (client, scheme) = match probe {
             Err(OciDistributionError::RequestError(_)) if !opts.tls_verify => {
                 let http = build_client(&registry, opts, true).map_err(err)?;
                 runtime
                     .block_on(http.auth(&reference, &auth, RegistryOperation::Push))
                     .map_err(|e| err(describe_error(&e)))?;
-                http
+                (http, "http")
             }
             Err(e) => return Err(err(describe_error(&e))),
-            Ok(_) => https,
+            Ok(_) => (https, "https"),
         };
         Ok(RegistrySink {
             reference,
@@ -67,6 +71,8 @@ impl RegistrySink {
             runtime,
             written: AtomicU64::new(0),
             mounted: AtomicU64::new(0),
+            scheme,
+            opts: opts.clone(),
         })
     }
 
@@ -110,12 +116,20 @@ impl RegistrySink {
         let ok = self
             .runtime
             .block_on(async {
-                // The push token must also grant pull on the source repository for a mount;
-                // asking for it first lets registries that scope per request answer 201.
-                let _ = self
-                    .client
-                    .auth(from, &self.auth, RegistryOperation::Pull)
-                    .await;
+                // On token registries the push token must also grant pull on the source
+                // repository, or the mount is refused (401); oci-client asks for the
+                // destination scope only, so fetch a token covering both, as skopeo and
+                // go-containerregistry do (research/registry.md §1.4).
+                if let Some(token) = self.mount_token(from).await {
+                    self.client
+                        .tokens
+                        .insert(
+                            &self.reference,
+                            RegistryOperation::Push,
+                            RegistryTokenType::Bearer(RegistryToken::Token { token }),
+                        )
+                        .await;
+                }
                 self.client
                     .mount_blob(&self.reference, from, &desc.digest)
                     .await
@@ -125,6 +139,71 @@ impl RegistrySink {
             .runtime
             .block_on(self.client.blob_exists(&self.reference, &desc.digest))
             .unwrap_or(false)
+    }
+
+    /// A bearer token for push on the destination and pull on `from`, when the registry uses
+    /// token auth (distribution's token-auth specification); None otherwise.
+    async fn mount_token(&self, from: &Reference) -> Option<String> {
+        let mut builder =
+            reqwest::Client::builder().danger_accept_invalid_certs(!self.opts.tls_verify);
+        let roots = crate::source::extra_roots(
+            self.reference.resolve_registry(),
+            self.opts.cert_dir.as_deref(),
+        )
+        .ok()?;
+        for cert in roots {
+            builder =
+                builder.add_root_certificate(reqwest::Certificate::from_pem(&cert.data).ok()?);
+        }
+        let http = builder.build().ok()?;
+        let ping = http
+            .get(format!(
+                "{}://{}/v2/",
+                self.scheme,
+                self.reference.resolve_registry()
+            ))
+            .send()
+            .await
+            .ok()?;
+        let challenge = ping
+            .headers()
+            .get("www-authenticate")?
+            .to_str()
+            .ok()?
+            .to_owned();
+        let params = challenge.strip_prefix("Bearer ")?;
+        let param = |name: &str| {
+            params.split(',').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_owned())
+            })
+        };
+        let realm = param("realm")?;
+        let mut request = http.get(realm).query(&[
+            ("service", param("service").unwrap_or_default()),
+            (
+                "scope",
+                format!("repository:{}:push,pull", self.reference.repository()),
+            ),
+            ("scope", format!("repository:{}:pull", from.repository())),
+        ]);
+        if let RegistryAuth::Basic(user, pass) = &self.auth {
+            request = request.basic_auth(user, Some(pass));
+        }
+        let body = request
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        json.get("token")
+            .or_else(|| json.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(str::to_owned)
     }
 
     fn upload(

@@ -8,7 +8,7 @@ mod registry;
 pub use oci_archive::OciArchiveSource;
 pub use oci_layout::OciLayoutSource;
 pub(crate) use registry::describe_error;
-pub use registry::{RegistryOptions, RegistrySource, build_client};
+pub use registry::{RegistryOptions, RegistrySource, build_client, extra_roots};
 
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;

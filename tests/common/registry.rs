@@ -305,8 +305,12 @@ impl Registry {
         out.status.success().then_some(out.stdout)
     }
 
+    /// The Apache-style access log (one line per request with its status) followed by the
+    /// registry's own log.
     pub fn access_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let access =
+            std::fs::read_to_string(self.dir.path().join("registry.out")).unwrap_or_default();
+        access + &std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
