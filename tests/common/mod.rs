@@ -72,7 +72,7 @@ pub fn scratch() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bootseal-test-cache");
     std::fs::create_dir_all(&d).expect("create cache dir");
     d

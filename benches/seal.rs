@@ -1,0 +1,203 @@
+//! Benchmark: `bootseal seal` of a generated image of >= 60 layers and >= 500 MB from a loopback
+//! docker-registry to another repository of it, against, in the same run, (a) decompress +
+//! sha256 of the same layers with standard tools (as many at once as there are CPUs; target
+//! seal <= 1.6x) and (b) `skopeo copy` of the same image to another repository (time and bytes
+//! moved). Peak RSS of the seal process is read with wait4(2).
+//!
+//! Run: `cargo bench --bench seal`. The image is generated on first use from the realistic
+//! Debian-based test image (tests/common/realistic.rs) plus small layers, cached under target/.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::image_builder::{BuiltImage, Compression, E, OciImage, TarLayer};
+use common::registry::{Registry, Variant};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const EXTRA_LAYERS: usize = 30;
+
+/// The realistic image's layers plus systemd-boot and small layers, as one 60+ layer image.
+fn bench_image() -> BuiltImage {
+    let realistic = common::realistic::realistic_image();
+    let dir = common::cache_dir().join("seal-bench");
+    if dir.join("complete").exists() {
+        return BuiltImage::load(&dir, "bench");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let mut layers = Vec::new();
+    for l in &realistic.image.layers {
+        let target = dir.join("blobs/sha256").join(l.digest.trim_start_matches("sha256:"));
+        std::fs::copy(&l.path, &target).unwrap();
+        let mut l = l.clone();
+        l.path = target;
+        layers.push(l);
+    }
+    let mut extra = OciImage::new().layer(
+        TarLayer::with([
+            E::dir("usr/lib/systemd/boot"),
+            E::dir("usr/lib/systemd/boot/efi"),
+            E::file("usr/lib/systemd/boot/efi/linuxx64.efi.stub", std::fs::read(common::STUB).unwrap()),
+            E::file("usr/lib/systemd/boot/efi/systemd-bootx64.efi", std::fs::read(common::SYSTEMD_BOOT).unwrap()),
+            E::dir("opt"),
+        ]),
+        Compression::Gzip,
+    );
+    for i in 0..EXTRA_LAYERS {
+        let mut data = vec![0u8; 600_000];
+        for (j, b) in data.iter_mut().enumerate() {
+            *b = ((j * 31 + i * 7) % 251) as u8;
+        }
+        extra = extra.layer(
+            TarLayer::with([E::dir(&format!("opt/app{i}")), E::file(&format!("opt/app{i}/data"), data)]),
+            if i % 2 == 0 { Compression::Gzip } else { Compression::Zstd },
+        );
+    }
+    let written = extra.write(&dir, "extra");
+    layers.extend(written.layers);
+    let image = OciImage::new().write_metadata(&dir, "bench", layers);
+    std::fs::write(dir.join("complete"), b"").unwrap();
+    image
+}
+
+/// (a): every layer through standard decompressors and sha256sum, `parallelism` at a time.
+fn run_tools(image: &BuiltImage, parallelism: usize) -> Duration {
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..parallelism {
+            s.spawn(|| {
+                while let Some(layer) = image.layers.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let decompress = match layer.media_type.rsplit('+').next() {
+                        Some("gzip") => "gzip -dc",
+                        Some("zstd") => "zstd -dc",
+                        _ => "cat",
+                    };
+                    let out = Command::new("sh")
+                        .arg("-c")
+                        .arg(format!("{decompress} < \"$BLOB\" | sha256sum"))
+                        .env("BLOB", &layer.path)
+                        .output()
+                        .unwrap();
+                    let sum = String::from_utf8_lossy(&out.stdout);
+                    if !layer.diff_id.ends_with(sum.split_whitespace().next().unwrap_or("-")) {
+                        failures.lock().unwrap().push(layer.digest.clone());
+                    }
+                }
+            });
+        }
+    });
+    assert!(failures.into_inner().unwrap().is_empty(), "baseline disagrees with diff_ids");
+    start.elapsed()
+}
+
+/// Runs a command to completion; returns wall time and peak RSS in KiB (wait4's ru_maxrss).
+fn timed(cmd: &mut Command) -> (Duration, u64, String) {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.unwrap();
+    let mut err = child.stderr.unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).unwrap();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; status and usage are valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(r, pid);
+    let stdout = reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let exit = std::process::ExitStatus::from_raw(status);
+    assert!(exit.success(), "{cmd:?} failed: {stderr}");
+    (wall, usage.ru_maxrss as u64, stdout)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    for tool in ["gzip", "zstd", "sha256sum", "skopeo", "openssl"] {
+        common::require_tool(tool);
+    }
+    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let image = bench_image();
+    let compressed: u64 = image.layers.iter().map(|l| l.size).sum();
+    let tmp = common::scratch();
+    let keys = common::keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    reg.push_layout(&image.oci_ref(), "bench/base:1");
+
+    const REPS: usize = 3;
+    let (mut seal_runs, mut tools_runs, mut skopeo_runs, mut peak, mut written) = (vec![], vec![], vec![], 0, 0);
+    for rep in 0..REPS {
+        tools_runs.push(run_tools(&image, parallelism));
+        let (wall, rss, out) = timed(
+            Command::new(env!("CARGO_BIN_EXE_bootseal"))
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .args(["seal", "--json", "--quiet", "--tls-verify=false", "--allow-section-overlap", "--from"])
+                .arg(reg.image("bench/base:1"))
+                .arg("--to")
+                .arg(reg.image(&format!("bench/sealed{rep}:1")))
+                .arg("--key")
+                .arg(&keys.key)
+                .arg("--cert")
+                .arg(&keys.cert),
+        );
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        written = report["bytes_written"].as_u64().unwrap();
+        seal_runs.push(wall);
+        peak = peak.max(rss);
+        let (wall, _, _) = timed(
+            Command::new("skopeo")
+                .args(["copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false"])
+                .arg(reg.image("bench/base:1"))
+                .arg(reg.image(&format!("bench/copy{rep}:1"))),
+        );
+        skopeo_runs.push(wall);
+    }
+    // Bytes skopeo moved: blob GETs it made (the access log's response sizes).
+    let log = std::fs::read_to_string(reg.dir.path().join("registry.out")).unwrap();
+    let skopeo_get: u64 = log
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/bench/base/blobs/") && l.ends_with("\"skopeo/1.9.3\""))
+        .filter_map(|l| l.split("\" ").nth(1)?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum::<u64>()
+        / REPS as u64;
+
+    let (seal, tools, skopeo) = (median(seal_runs), median(tools_runs), median(skopeo_runs));
+    println!(
+        "bootseal seal benchmark ({} layers, {:.1} MB compressed, {} CPUs, loopback docker-registry, median of {REPS})",
+        image.layers.len(),
+        compressed as f64 / 1e6,
+        parallelism
+    );
+    println!("  bootseal seal registry->registry    {:>7.2} s   peak RSS {:.1} MB", seal.as_secs_f64(), peak as f64 / 1024.0);
+    println!("      read {:.1} MB (every layer, for the digest), uploaded {:.2} MB (new layer + config + manifest)", compressed as f64 / 1e6, written as f64 / 1e6);
+    println!(
+        "  (a) gzip/zstd -dc | sha256sum       {:>7.2} s   ratio {:.2}x (target <= 1.6x)",
+        tools.as_secs_f64(),
+        seal.as_secs_f64() / tools.as_secs_f64()
+    );
+    println!(
+        "  (b) skopeo copy to another repo      {:>7.2} s   ratio {:.2}x; skopeo read {:.2} MB of blobs (mounts, no digest)",
+        skopeo.as_secs_f64(),
+        seal.as_secs_f64() / skopeo.as_secs_f64(),
+        skopeo_get as f64 / 1e6
+    );
+}
