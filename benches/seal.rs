@@ -31,7 +31,9 @@ fn bench_image() -> BuiltImage {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let mut layers = Vec::new();
     for l in &realistic.image.layers {
-        let target = dir.join("blobs/sha256").join(l.digest.trim_start_matches("sha256:"));
+        let target = dir
+            .join("blobs/sha256")
+            .join(l.digest.trim_start_matches("sha256:"));
         std::fs::copy(&l.path, &target).unwrap();
         let mut l = l.clone();
         l.path = target;
@@ -41,8 +43,14 @@ fn bench_image() -> BuiltImage {
         TarLayer::with([
             E::dir("usr/lib/systemd/boot"),
             E::dir("usr/lib/systemd/boot/efi"),
-            E::file("usr/lib/systemd/boot/efi/linuxx64.efi.stub", std::fs::read(common::STUB).unwrap()),
-            E::file("usr/lib/systemd/boot/efi/systemd-bootx64.efi", std::fs::read(common::SYSTEMD_BOOT).unwrap()),
+            E::file(
+                "usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+                std::fs::read(common::STUB).unwrap(),
+            ),
+            E::file(
+                "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+                std::fs::read(common::SYSTEMD_BOOT).unwrap(),
+            ),
             E::dir("opt"),
         ]),
         Compression::Gzip,
@@ -53,8 +61,15 @@ fn bench_image() -> BuiltImage {
             *b = ((j * 31 + i * 7) % 251) as u8;
         }
         extra = extra.layer(
-            TarLayer::with([E::dir(&format!("opt/app{i}")), E::file(&format!("opt/app{i}/data"), data)]),
-            if i % 2 == 0 { Compression::Gzip } else { Compression::Zstd },
+            TarLayer::with([
+                E::dir(&format!("opt/app{i}")),
+                E::file(&format!("opt/app{i}/data"), data),
+            ]),
+            if i % 2 == 0 {
+                Compression::Gzip
+            } else {
+                Compression::Zstd
+            },
         );
     }
     let written = extra.write(&dir, "extra");
@@ -85,21 +100,31 @@ fn run_tools(image: &BuiltImage, parallelism: usize) -> Duration {
                         .output()
                         .unwrap();
                     let sum = String::from_utf8_lossy(&out.stdout);
-                    if !layer.diff_id.ends_with(sum.split_whitespace().next().unwrap_or("-")) {
+                    if !layer
+                        .diff_id
+                        .ends_with(sum.split_whitespace().next().unwrap_or("-"))
+                    {
                         failures.lock().unwrap().push(layer.digest.clone());
                     }
                 }
             });
         }
     });
-    assert!(failures.into_inner().unwrap().is_empty(), "baseline disagrees with diff_ids");
+    assert!(
+        failures.into_inner().unwrap().is_empty(),
+        "baseline disagrees with diff_ids"
+    );
     start.elapsed()
 }
 
 /// Runs a command to completion; returns wall time and peak RSS in KiB (wait4's ru_maxrss).
 fn timed(cmd: &mut Command) -> (Duration, u64, String) {
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id() as libc::pid_t;
     let mut out = child.stdout.unwrap();
     let mut err = child.stderr.unwrap();
@@ -144,13 +169,21 @@ fn main() {
     reg.push_layout(&image.oci_ref(), "bench/base:1");
 
     const REPS: usize = 3;
-    let (mut seal_runs, mut tools_runs, mut skopeo_runs, mut peak, mut written) = (vec![], vec![], vec![], 0, 0);
+    let (mut seal_runs, mut tools_runs, mut skopeo_runs, mut peak, mut written) =
+        (vec![], vec![], vec![], 0, 0);
     for rep in 0..REPS {
         tools_runs.push(run_tools(&image, parallelism));
         let (wall, rss, out) = timed(
             Command::new(env!("CARGO_BIN_EXE_bootseal"))
                 .env("SOURCE_DATE_EPOCH", "1700000000")
-                .args(["seal", "--json", "--quiet", "--tls-verify=false", "--allow-section-overlap", "--from"])
+                .args([
+                    "seal",
+                    "--json",
+                    "--quiet",
+                    "--tls-verify=false",
+                    "--allow-section-overlap",
+                    "--from",
+                ])
                 .arg(reg.image("bench/base:1"))
                 .arg("--to")
                 .arg(reg.image(&format!("bench/sealed{rep}:1")))
@@ -165,7 +198,12 @@ fn main() {
         peak = peak.max(rss);
         let (wall, _, _) = timed(
             Command::new("skopeo")
-                .args(["copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false"])
+                .args([
+                    "copy",
+                    "-q",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                ])
                 .arg(reg.image("bench/base:1"))
                 .arg(reg.image(&format!("bench/copy{rep}:1"))),
         );
@@ -176,7 +214,14 @@ fn main() {
     let skopeo_get: u64 = log
         .lines()
         .filter(|l| l.contains("\"GET /v2/bench/base/blobs/") && l.ends_with("\"skopeo/1.9.3\""))
-        .filter_map(|l| l.split("\" ").nth(1)?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("\" ")
+                .nth(1)?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
         .sum::<u64>()
         / REPS as u64;
 
@@ -187,8 +232,16 @@ fn main() {
         compressed as f64 / 1e6,
         parallelism
     );
-    println!("  bootseal seal registry->registry    {:>7.2} s   peak RSS {:.1} MB", seal.as_secs_f64(), peak as f64 / 1024.0);
-    println!("      read {:.1} MB (every layer, for the digest), uploaded {:.2} MB (new layer + config + manifest)", compressed as f64 / 1e6, written as f64 / 1e6);
+    println!(
+        "  bootseal seal registry->registry    {:>7.2} s   peak RSS {:.1} MB",
+        seal.as_secs_f64(),
+        peak as f64 / 1024.0
+    );
+    println!(
+        "      read {:.1} MB (every layer, for the digest), uploaded {:.2} MB (new layer + config + manifest)",
+        compressed as f64 / 1e6,
+        written as f64 / 1e6
+    );
     println!(
         "  (a) gzip/zstd -dc | sha256sum       {:>7.2} s   ratio {:.2}x (target <= 1.6x)",
         tools.as_secs_f64(),

@@ -110,23 +110,55 @@ R=127.0.0.1:$port
 skopeo copy -q --dest-tls-verify=false "oci:$lay:base" "docker://$R/demo/os:base"
 echo "pushed docker://$R/demo/os:base"
 
-say "generating a test Secure Boot key"
-openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db key" \
-  -keyout "$work/db.key" -out "$work/db.crt" 2>/dev/null
+if [ "$BOOT" = 1 ]; then
+  # OVMF's Secure Boot variable store ships with Debian's snakeoil test key enrolled in db.
+  say "using OVMF's snakeoil test key (enrolled in the firmware's db)"
+  cp /usr/share/ovmf/PkKek-1-snakeoil.key "$work/db.key"
+  cp /usr/share/ovmf/PkKek-1-snakeoil.pem "$work/db.crt"
+  export BOOTSEAL_DEMO_KEY_PASS=snakeoil
+  keypass=(--key-pass-env BOOTSEAL_DEMO_KEY_PASS)
+else
+  say "generating a test Secure Boot key"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db key" \
+    -keyout "$work/db.key" -out "$work/db.crt" 2>/dev/null
+  keypass=()
+fi
 
 say "sealing"
 "$BOOTSEAL" seal --tls-verify=false --from "docker://$R/demo/os:base" --to "docker://$R/demo/os:sealed" \
-  --key "$work/db.key" --cert "$work/db.crt" --allow-section-overlap --digestfile "$work/sealed.digest"
+  --key "$work/db.key" --cert "$work/db.crt" "${keypass[@]}" --allow-section-overlap \
+  --digestfile "$work/sealed.digest"
 
 say "verifying"
 "$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"
 
+"$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" --save-uki "$work/sealed-uki.efi" \
+  "docker://$R/demo/os:sealed" >/dev/null
+
 if [ "$BOOT" = 1 ]; then
-  say "booting the sealed UKI under OVMF Secure Boot"
-  out="$work/sealed-layout"; rm -rf "$out"
-  skopeo copy -q --src-tls-verify=false "docker://$R/demo/os:sealed" "oci:$out:sealed"
-  "$BOOTSEAL" extract-uki "oci:$out:sealed" -o "$work/sealed-uki.efi"
-  digest=$("$BOOTSEAL" digest "oci:$out:sealed")
-  bash "$top/tests/tools/secureboot-boot.sh" "$work/sealed-uki.efi" "$work/db.crt" "composefs=$digest"
+  say "booting the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG)"
+  esp="$work/esp.img"; rm -f "$esp"
+  mkfs.vfat -C -n ESP "$esp" $(( $(stat -c %s "$work/sealed-uki.efi") / 1024 * 5 / 4 + 8192 )) >/dev/null
+  MTOOLS_SKIP_CHECK=1 mmd -i "$esp" ::/EFI ::/EFI/BOOT
+  MTOOLS_SKIP_CHECK=1 mcopy -i "$esp" "$work/sealed-uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+  cp /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd "$work/vars.fd"
+  : > "$work/serial.log"
+  qemu-system-x86_64 -machine q35,smm=on -accel tcg -m 1024 -smp 2 \
+    -global driver=cfi.pflash01,property=secure,value=on \
+    -drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd,readonly=on \
+    -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
+    -drive "if=none,id=esp,format=raw,file=$esp" -device virtio-blk-pci,drive=esp,bootindex=1 \
+    -nic none -display none -monitor none -no-reboot -serial "file:$work/serial.log" &
+  qpid=$!
+  for _ in $(seq 600); do
+    grep -q "Command line: " "$work/serial.log" 2>/dev/null && break
+    grep -qE "Access Denied|Security Violation" "$work/serial.log" 2>/dev/null && break
+    kill -0 $qpid 2>/dev/null || break
+    sleep 0.5
+  done
+  kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true
+  line=$(tr -d '\r' < "$work/serial.log" | grep -m1 "Command line: " || true)
+  if [ -n "$line" ]; then echo "firmware accepted the UKI; the kernel says: $line"; else
+    echo "the UKI did not boot; serial log: $work/serial.log" >&2; exit 1; fi
 fi
 say "done; work files are in $work"
