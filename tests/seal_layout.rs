@@ -243,3 +243,71 @@ fn verify_accepts_sealed_and_refuses_tampered_unsealed_and_wrong_cert() {
             .starts_with("UKI has composefs=")
     );
 }
+
+/// `oci-archive:` in and out: the archive is read in place (never extracted) and written
+/// atomically; digest over the archive equals digest over the layout it came from.
+#[test]
+fn oci_archive_in_and_out() {
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let archive = tmp.path().join("base.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&built.image.dir)
+            .arg("-cf")
+            .arg(&archive)
+            .arg("."),
+    );
+    let from_archive = stdout_of(
+        bootseal()
+            .arg("digest")
+            .arg(format!("oci-archive:{}:base", archive.display())),
+    );
+    assert_eq!(
+        from_archive,
+        stdout_of(bootseal().arg("digest").arg(built.image.oci_ref()))
+    );
+
+    let out = tmp.path().join("sealed.tar");
+    run_ok(
+        bootseal()
+            .args(["seal", "--allow-section-overlap", "--from"])
+            .arg(format!("oci-archive:{}:base", archive.display()))
+            .arg("--to")
+            .arg(format!("oci-archive:{}:sealed", out.display()))
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert),
+    );
+    let x = tmp.path().join("unpacked");
+    std::fs::create_dir_all(&x).unwrap();
+    run_ok(Command::new("tar").arg("-C").arg(&x).arg("-xf").arg(&out));
+    let sealed = BuiltImage::load(&x, "sealed");
+    let verdict = stdout_of(
+        bootseal()
+            .arg("verify")
+            .arg(format!("oci-archive:{}:sealed", out.display()))
+            .arg("--cert")
+            .arg(&keys.cert),
+    );
+    assert!(
+        verdict.contains(&format!(
+            "composefs={} matches the layers",
+            reference_digest(&sealed, 1)
+        )),
+        "{verdict}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".bootseal-archive-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary layout removed");
+}

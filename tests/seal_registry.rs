@@ -371,3 +371,72 @@ fn token_registry_mounts_base_layers_across_repositories() {
         new_layer + manifest["config"]["size"].as_u64().unwrap() + raw.len() as u64
     );
 }
+
+/// A Docker schema2 image stays Docker schema2; it cannot carry a zstd layer, which is refused
+/// before anything is written.
+#[test]
+fn docker_schema2_family_is_kept_and_zstd_refused() {
+    let tmp = scratch();
+    // Docker schema2 has no zstd layers: the same image with gzip everywhere.
+    let (mut img, _, _, _) = bootc_image::layers(tmp.path(), Vec::new());
+    for l in &mut img.layers {
+        l.compression = common::image_builder::Compression::Gzip;
+    }
+    let image = img.write(&tmp.path().join("layout"), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--format", "v2s2", "--dest-tls-verify=false"])
+            .arg(image.oci_ref())
+            .arg(reg.image("os/docker:1")),
+    );
+    let zstd = bootseal()
+        .args([
+            "seal",
+            "--tls-verify=false",
+            "--allow-section-overlap",
+            "--compression",
+            "zstd",
+            "--from",
+        ])
+        .arg(reg.image("os/docker:1"))
+        .arg("--to")
+        .arg(reg.image("os/docker-sealed:1"))
+        .arg("--key")
+        .arg(&keys.key)
+        .arg("--cert")
+        .arg(&keys.cert)
+        .output()
+        .unwrap();
+    assert!(!zstd.status.success());
+    assert!(
+        String::from_utf8_lossy(&zstd.stderr)
+            .contains("Docker schema2 manifest cannot carry a zstd layer")
+    );
+    assert!(reg.raw_manifest("os/docker-sealed:1").is_none());
+    run_ok(&mut seal_cmd(
+        &reg,
+        "os/docker:1",
+        "os/docker-sealed:1",
+        &keys,
+    ));
+    let m: Value =
+        serde_json::from_slice(&reg.raw_manifest("os/docker-sealed:1").unwrap()).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["layers"].as_array().unwrap().last().unwrap()["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let verdict = stdout_of(
+        bootseal()
+            .args(["verify", "--tls-verify=false"])
+            .arg("--cert")
+            .arg(&keys.cert)
+            .arg(reg.image("os/docker-sealed:1")),
+    );
+    assert!(verdict.contains("verdict: sealed and valid"), "{verdict}");
+}

@@ -96,7 +96,7 @@ pub fn seal(
                 .iter()
                 .filter(|e| !sealed_digests.contains(&e.digest))
             {
-                copy_manifest(source.as_ref(), sink, entry).map_err(dest_err)?;
+                copy_manifest(source.as_ref(), sink, entry, opts.jobs).map_err(dest_err)?;
             }
             let bytes = serde_json::to_vec(&index).map_err(|e| dest_err(e.to_string()))?;
             Document::parse(bytes, Some(&root.media_type)).map_err(dest_err)?
@@ -147,7 +147,7 @@ fn write_image(
     sealed: &SealedImage,
     opts: &SealOptions,
 ) -> Result<(), String> {
-    copy_blobs(source, sink, &sealed.base.layers)?;
+    copy_blobs(source, sink, &sealed.base.layers, opts.jobs)?;
     if !sink
         .has_blob(&sealed.layer_descriptor)
         .map_err(|e| e.to_string())?
@@ -173,14 +173,41 @@ fn copy_blobs(
     source: &dyn ImageSource,
     sink: &dyn Sink,
     blobs: &[Descriptor],
+    jobs: usize,
 ) -> Result<(), String> {
-    for desc in blobs {
-        if !sink.has_blob(desc).map_err(|e| e.to_string())? {
-            sink.copy_blob(desc, source)
-                .map_err(|e| format!("layer {}: {e}", desc.digest))?;
+    // Up to `jobs` transfers at once; the first failure stops the others from starting.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure = std::sync::Mutex::new(None::<String>);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(desc) = blobs.get(i) else { break };
+                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        break;
+                    }
+                    let result =
+                        sink.has_blob(desc)
+                            .map_err(|e| e.to_string())
+                            .and_then(|present| match present {
+                                true => Ok(()),
+                                false => sink
+                                    .copy_blob(desc, source)
+                                    .map_err(|e| format!("layer {}: {e}", desc.digest)),
+                            });
+                    if let Err(e) = result {
+                        let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+                        f.get_or_insert(e);
+                    }
+                }
+            });
         }
+    });
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Copies one image manifest named by an index entry, its config and layers, unchanged.
@@ -188,6 +215,7 @@ fn copy_manifest(
     source: &dyn ImageSource,
     sink: &dyn Sink,
     entry: &Descriptor,
+    jobs: usize,
 ) -> Result<(), String> {
     let doc = source.manifest(entry).map_err(|e| e.to_string())?;
     if doc.kind != DocumentKind::Image {
@@ -198,6 +226,6 @@ fn copy_manifest(
     }
     let mut blobs = vec![doc.config()?];
     blobs.extend(doc.layers()?);
-    copy_blobs(source, sink, &blobs)?;
+    copy_blobs(source, sink, &blobs, jobs)?;
     sink.put_manifest(&doc, None).map_err(|e| e.to_string())
 }
