@@ -13,8 +13,6 @@ mod common;
 
 use std::io::Read;
 use std::process::Command;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bootseal::digest::DigestOptions;
@@ -78,53 +76,6 @@ fn run_ours(image: &BuiltImage) -> Ours {
     }
 }
 
-/// (a): every layer through standard decompressors and sha256sum, `parallelism` at a time.
-fn run_tools(image: &BuiltImage, parallelism: usize) -> Duration {
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..parallelism {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(layer) = image.layers.get(i) else {
-                        break;
-                    };
-                    let decompress = if layer.media_type.ends_with("gzip") {
-                        "gzip -dc"
-                    } else if layer.media_type.ends_with("zstd") {
-                        "zstd -dc"
-                    } else {
-                        "cat"
-                    };
-                    let out = Command::new("sh")
-                        .arg("-c")
-                        .arg(format!("{decompress} < \"$BLOB\" | sha256sum"))
-                        .env("BLOB", &layer.path)
-                        .output()
-                        .unwrap();
-                    let sum = String::from_utf8_lossy(&out.stdout);
-                    if !out.status.success()
-                        || !layer
-                            .diff_id
-                            .ends_with(sum.split_whitespace().next().unwrap_or("-"))
-                    {
-                        failures.lock().unwrap().push(layer.digest.clone());
-                    }
-                }
-            });
-        }
-    });
-    let wall = start.elapsed();
-    let failures = failures.into_inner().unwrap();
-    assert!(
-        failures.is_empty(),
-        "baseline tools disagree with diff_ids: {failures:?}"
-    );
-    wall
-}
-
 /// (b): composefs-oci's pipeline, timed.
 fn run_reference(image: &BuiltImage) -> (String, Duration) {
     let start = Instant::now();
@@ -138,11 +89,6 @@ fn warm_page_cache(image: &BuiltImage) {
         let mut f = std::fs::File::open(&l.path).unwrap();
         while f.read(&mut buf).unwrap() > 0 {}
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -165,7 +111,7 @@ fn main() {
     let mut tools_runs = Vec::new();
     for _ in 0..REPS {
         ours_runs.push(run_ours(image));
-        tools_runs.push(run_tools(image, parallelism));
+        tools_runs.push(common::baseline::decompress_and_hash(image, parallelism));
     }
     let (reference, reference_time) = run_reference(image);
 
@@ -178,8 +124,8 @@ fn main() {
         digest, &reference,
         "our digest differs from composefs-oci's"
     );
-    let ours_time = median(ours_runs.iter().map(|r| r.wall).collect());
-    let tools_time = median(tools_runs);
+    let ours_time = common::baseline::median(ours_runs.iter().map(|r| r.wall).collect());
+    let tools_time = common::baseline::median(tools_runs);
     let peak_kib = ours_runs.iter().map(|r| r.vmhwm_kib).max().unwrap();
 
     println!(

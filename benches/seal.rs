@@ -14,8 +14,6 @@ use common::image_builder::{BuiltImage, Compression, E, OciImage, TarLayer};
 use common::registry::{Registry, Variant};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const EXTRA_LAYERS: usize = 30;
@@ -79,44 +77,6 @@ fn bench_image() -> BuiltImage {
     image
 }
 
-/// (a): every layer through standard decompressors and sha256sum, `parallelism` at a time.
-fn run_tools(image: &BuiltImage, parallelism: usize) -> Duration {
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..parallelism {
-            s.spawn(|| {
-                while let Some(layer) = image.layers.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let decompress = match layer.media_type.rsplit('+').next() {
-                        Some("gzip") => "gzip -dc",
-                        Some("zstd") => "zstd -dc",
-                        _ => "cat",
-                    };
-                    let out = Command::new("sh")
-                        .arg("-c")
-                        .arg(format!("{decompress} < \"$BLOB\" | sha256sum"))
-                        .env("BLOB", &layer.path)
-                        .output()
-                        .unwrap();
-                    let sum = String::from_utf8_lossy(&out.stdout);
-                    if !layer
-                        .diff_id
-                        .ends_with(sum.split_whitespace().next().unwrap_or("-"))
-                    {
-                        failures.lock().unwrap().push(layer.digest.clone());
-                    }
-                }
-            });
-        }
-    });
-    assert!(
-        failures.into_inner().unwrap().is_empty(),
-        "baseline disagrees with diff_ids"
-    );
-    start.elapsed()
-}
-
 /// Runs a command to completion; returns wall time and peak RSS in KiB (wait4's ru_maxrss).
 // The child is reaped by wait4 below, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
@@ -153,11 +113,6 @@ fn timed(cmd: &mut Command) -> (Duration, u64, String) {
     (wall, usage.ru_maxrss as u64, stdout)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     for tool in ["gzip", "zstd", "sha256sum", "skopeo", "openssl"] {
         common::require_tool(tool);
@@ -174,7 +129,7 @@ fn main() {
     let (mut seal_runs, mut tools_runs, mut skopeo_runs, mut peak, mut written) =
         (vec![], vec![], vec![], 0, 0);
     for rep in 0..REPS {
-        tools_runs.push(run_tools(&image, parallelism));
+        tools_runs.push(common::baseline::decompress_and_hash(&image, parallelism));
         let (wall, rss, out) = timed(
             Command::new(env!("CARGO_BIN_EXE_bootseal"))
                 .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -227,6 +182,7 @@ fn main() {
         .sum::<u64>()
         / REPS as u64;
 
+    let median = common::baseline::median;
     let (seal, tools, skopeo) = (median(seal_runs), median(tools_runs), median(skopeo_runs));
     println!(
         "bootseal seal benchmark ({} layers, {:.1} MB compressed, {} CPUs, loopback docker-registry, median of {REPS})",

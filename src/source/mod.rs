@@ -41,8 +41,12 @@ pub trait ImageSource: Send + Sync {
     fn name(&self) -> String;
     /// The top-level manifest or index the reference points at.
     fn root_manifest(&self) -> Result<Document, SourceError>;
-    /// A manifest named by digest (an index child).
-    fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError>;
+    /// A manifest named by digest (an index child); by default read as a verified blob.
+    fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError> {
+        let bytes = self.read_blob(desc)?;
+        Document::parse(bytes, Some(&desc.media_type))
+            .map_err(|m| SourceError::new(self.name(), format!("manifest {}: {m}", desc.digest)))
+    }
     /// A blob as a verified stream.
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError>;
 

@@ -1,9 +1,9 @@
 //! Reading an `oci-archive:` file: a tar of an OCI image layout. The tar is indexed once (name
 //! → offset, size) and blobs are read in place by seeking, never extracted.
 
-use super::oci_layout::select_from_layout_index;
+use super::oci_layout::root_from_index;
 use super::{ImageSource, SourceError};
-use crate::manifest::{Descriptor, Document, DocumentKind};
+use crate::manifest::{Descriptor, Document};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -75,18 +75,7 @@ impl ImageSource for OciArchiveSource {
         self.open_member("index.json")?
             .read_to_end(&mut bytes)
             .map_err(|e| err(e.to_string()))?;
-        let index = Document::parse(bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
-        if index.kind != DocumentKind::Index {
-            return Err(err("index.json is not an image index".into()));
-        }
-        let entry = select_from_layout_index(&index, self.tag.as_deref()).map_err(err)?;
-        self.manifest(&entry)
-    }
-
-    fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError> {
-        let bytes = self.read_blob(desc)?;
-        Document::parse(bytes, Some(&desc.media_type))
-            .map_err(|m| SourceError::new(&self.name, format!("manifest {}: {m}", desc.digest)))
+        root_from_index(self, bytes, self.tag.as_deref())
     }
 
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {

@@ -69,27 +69,30 @@ pub fn select_from_layout_index(index: &Document, tag: Option<&str>) -> Result<D
     }
 }
 
+/// The manifest a layout's `index.json` (given as bytes) names for `tag`.
+pub(super) fn root_from_index(
+    source: &dyn ImageSource,
+    index_bytes: Vec<u8>,
+    tag: Option<&str>,
+) -> Result<Document, SourceError> {
+    let err = |m: String| SourceError::new(source.name(), m);
+    let index = Document::parse(index_bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
+    if index.kind != DocumentKind::Index {
+        return Err(err("index.json is not an image index".into()));
+    }
+    let entry = select_from_layout_index(&index, tag).map_err(err)?;
+    source.manifest(&entry)
+}
+
 impl ImageSource for OciLayoutSource {
     fn name(&self) -> String {
         self.name.clone()
     }
 
     fn root_manifest(&self) -> Result<Document, SourceError> {
-        let err = |m: String| SourceError::new(&self.name, m);
         let bytes = std::fs::read(self.dir.join("index.json"))
-            .map_err(|e| err(format!("reading index.json: {e}")))?;
-        let index = Document::parse(bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
-        if index.kind != DocumentKind::Index {
-            return Err(err("index.json is not an image index".into()));
-        }
-        let entry = select_from_layout_index(&index, self.tag.as_deref()).map_err(err)?;
-        self.manifest(&entry)
-    }
-
-    fn manifest(&self, desc: &Descriptor) -> Result<Document, SourceError> {
-        let bytes = self.read_blob(desc)?;
-        Document::parse(bytes, Some(&desc.media_type))
-            .map_err(|m| SourceError::new(&self.name, format!("manifest {}: {m}", desc.digest)))
+            .map_err(|e| SourceError::new(&self.name, format!("reading index.json: {e}")))?;
+        root_from_index(self, bytes, self.tag.as_deref())
     }
 
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {

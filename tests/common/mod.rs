@@ -2,6 +2,7 @@
 //! inputs (Debian kernel, systemd stub, a cpio initramfs, openssl keys), required system tools.
 #![allow(dead_code)]
 
+pub mod baseline;
 pub mod bootc_image;
 pub mod image_builder;
 pub mod layout_input;
