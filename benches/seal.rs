@@ -182,12 +182,20 @@ fn main() {
         .sum::<u64>()
         / REPS as u64;
 
+    let digest_json = Command::new(env!("CARGO_BIN_EXE_bootseal"))
+        .args(["digest", "--json"])
+        .arg(image.oci_ref())
+        .output()
+        .unwrap();
+    let digest_report: serde_json::Value = serde_json::from_slice(&digest_json.stdout).unwrap();
+    let uncompressed = digest_report["uncompressed_bytes"].as_u64().unwrap();
     let median = common::baseline::median;
     let (seal, tools, skopeo) = (median(seal_runs), median(tools_runs), median(skopeo_runs));
     println!(
-        "bootseal seal benchmark ({} layers, {:.1} MB compressed, {} CPUs, loopback docker-registry, median of {REPS})",
+        "bootseal seal benchmark ({} layers, {:.1} MB compressed, {:.1} MB uncompressed, {} CPUs, loopback docker-registry, median of {REPS})",
         image.layers.len(),
         compressed as f64 / 1e6,
+        uncompressed as f64 / 1e6,
         parallelism
     );
     println!(
