@@ -195,3 +195,40 @@ fn images_without_exactly_one_kernel_are_refused() {
             .contains("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz")
     );
 }
+
+/// `--stub-from IMAGE` takes the stub out of another image (e.g. a buildroot): the UKI equals
+/// the one built with that stub given as a file.
+#[test]
+fn stub_from_an_image_equals_stub_from_a_file() {
+    let tmp = scratch();
+    let t = tmp.path();
+    let built = bootc_image::build(t, "base");
+    let initrd = t.join("initrd.img");
+    std::fs::write(&initrd, &built.initrd).unwrap();
+    let osrel = t.join("os-release");
+    std::fs::write(&osrel, "NAME=x\n").unwrap();
+    let build = |extra: &[&str], out: &str| {
+        run_ok(
+            bootseal()
+                .args([
+                    "build-uki",
+                    "--allow-section-overlap",
+                    "--cmdline",
+                    "composefs=00 rw",
+                    "--linux",
+                ])
+                .arg(common::kernel())
+                .arg("--initrd")
+                .arg(&initrd)
+                .arg("--os-release")
+                .arg(&osrel)
+                .args(extra)
+                .arg("-o")
+                .arg(t.join(out)),
+        );
+        std::fs::read(t.join(out)).unwrap()
+    };
+    let from_image = build(&["--stub-from", &built.image.oci_ref()], "a.efi");
+    let from_file = build(&["--stub", common::STUB], "b.efi");
+    assert_eq!(from_image, from_file);
+}
