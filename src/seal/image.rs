@@ -131,6 +131,16 @@ impl Prepared {
     }
 }
 
+impl SealedImage {
+    /// The new manifest as a document (exact bytes).
+    pub fn manifest_document(&self) -> Result<crate::manifest::Document, String> {
+        crate::manifest::Document::parse(
+            self.manifest_bytes.clone(),
+            Some(&self.manifest_descriptor.media_type),
+        )
+    }
+}
+
 /// Builds the sealed image of `base`.
 pub fn seal_image(
     source: &Arc<dyn ImageSource>,

@@ -59,13 +59,8 @@ pub fn seal(
             let base = source::resolve(source.as_ref(), &platform)?;
             let sealed = seal_image(&source, base, opts)?;
             write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
-            let doc = Document::parse(
-                sealed.manifest_bytes.clone(),
-                Some(&sealed.manifest_descriptor.media_type),
-            )
-            .map_err(dest_err)?;
             platforms.push(report(&sealed));
-            doc
+            sealed.manifest_document().map_err(dest_err)?
         }
         DocumentKind::Index => {
             let mut index = root.json.clone();
@@ -73,42 +68,37 @@ pub fn seal(
                 image: source.name(),
                 message: m,
             })?;
-            let mut sealed_digests = Vec::new();
+            let selected = opts
+                .platforms
+                .iter()
+                .map(|p| root.select_platform(p).map(|d| d.digest))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| SealError::Image {
+                    image: source.name(),
+                    message: m,
+                })?;
+            // Untouched platforms keep their digests: copied (or mounted) first, as they are.
+            for entry in entries.iter().filter(|e| !selected.contains(&e.digest)) {
+                copy_manifest(source.as_ref(), sink, entry, opts.jobs).map_err(dest_err)?;
+            }
             for platform in &opts.platforms {
                 let base = source::resolve(source.as_ref(), platform)?;
                 let old = base.manifest_digest();
                 let sealed = seal_image(&source, base, opts)?;
                 write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
-                let doc = Document::parse(
-                    sealed.manifest_bytes.clone(),
-                    Some(&sealed.manifest_descriptor.media_type),
-                )
-                .map_err(dest_err)?;
-                sink.put_manifest(&doc, None)
+                sink.put_manifest(&sealed.manifest_document().map_err(dest_err)?, None)
                     .map_err(|e| dest_err(e.to_string()))?;
                 index = mutate::index_with_replaced(&index, &old, &sealed.manifest_descriptor)
                     .map_err(dest_err)?;
-                sealed_digests.push(old);
                 platforms.push(report(&sealed));
-            }
-            // Untouched platforms keep their digests: copy them (blobs, then manifest) as they are.
-            for entry in entries
-                .iter()
-                .filter(|e| !sealed_digests.contains(&e.digest))
-            {
-                copy_manifest(source.as_ref(), sink, entry, opts.jobs).map_err(dest_err)?;
             }
             let bytes = serde_json::to_vec(&index).map_err(|e| dest_err(e.to_string()))?;
             Document::parse(bytes, Some(&root.media_type)).map_err(dest_err)?
         }
     };
-    if top.kind == DocumentKind::Image {
-        sink.put_manifest(&top, tag.as_deref())
-            .map_err(|e| dest_err(e.to_string()))?;
-    } else {
-        sink.put_manifest(&top, tag.as_deref())
-            .map_err(|e| dest_err(e.to_string()))?;
-    }
+    // The tag moves last, once everything it reaches is in place.
+    sink.put_manifest(&top, tag.as_deref())
+        .map_err(|e| dest_err(e.to_string()))?;
     let digest = sha256_digest(&top.bytes);
     Ok(SealReport {
         reference: format!("{}@{digest}", strip_tag(to)),
