@@ -27,6 +27,49 @@ fn assert_identical(ours: &Path, theirs: &Path) {
     assert_eq!(sha256(ours), sha256(theirs));
 }
 
+/// The inputs both tools get; each `*_cmd` spells them in that tool's flags.
+struct Inputs<'a> {
+    kernel: &'a Path,
+    initrd: Option<&'a Path>,
+    os_release: &'a Path,
+    stub: &'a Path,
+    /// Text, or `@FILE`.
+    cmdline: &'a str,
+}
+
+impl Inputs<'_> {
+    fn ukify_cmd(&self, u: &Ukify, output: &Path) -> Command {
+        let mut c = u.build();
+        c.arg("--linux").arg(self.kernel);
+        if let Some(i) = self.initrd {
+            c.arg("--initrd").arg(i);
+        }
+        c.arg(format!("--os-release=@{}", self.os_release.display()))
+            .arg("--stub")
+            .arg(self.stub)
+            .arg(format!("--cmdline={}", self.cmdline))
+            .arg("--output")
+            .arg(output);
+        c
+    }
+
+    fn bootseal_cmd(&self, output: &Path) -> Command {
+        let mut c = bootseal();
+        c.arg("build-uki").arg("--linux").arg(self.kernel);
+        if let Some(i) = self.initrd {
+            c.arg("--initrd").arg(i);
+        }
+        c.arg("--os-release")
+            .arg(self.os_release)
+            .arg("--stub")
+            .arg(self.stub)
+            .arg(format!("--cmdline={}", self.cmdline))
+            .arg("-o")
+            .arg(output);
+        c
+    }
+}
+
 #[test]
 fn identical_to_ukify_257_with_257_stub() {
     let u = ukify();
@@ -41,38 +84,17 @@ fn identical_to_ukify_257_with_257_stub() {
     .unwrap();
     let cmdline = "console=ttyS0   composefs=0123abcd rw \n";
 
+    let inputs = Inputs {
+        kernel: &k,
+        initrd: Some(&initrd),
+        os_release: &osrel,
+        stub: &u.stub,
+        cmdline,
+    };
     let theirs = d.path().join("ukify.efi");
-    run_ok(
-        u.build()
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg(format!("--os-release=@{}", osrel.display()))
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg("--cmdline")
-            .arg(cmdline)
-            .arg("--output")
-            .arg(&theirs),
-    );
+    run_ok(&mut inputs.ukify_cmd(&u, &theirs));
     let ours = d.path().join("ours.efi");
-    run_ok(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg("--cmdline")
-            .arg(cmdline)
-            .arg("-o")
-            .arg(&ours),
-    );
+    run_ok(&mut inputs.bootseal_cmd(&ours));
     assert_identical(&ours, &theirs);
     let j: serde_json::Value = serde_json::from_str(&stdout_of(
         bootseal().arg("inspect").arg("--json").arg(&ours),
@@ -85,23 +107,13 @@ fn identical_to_ukify_257_with_257_stub() {
     let kp = keypair(d.path(), "k", 2048);
     let theirs_signed = d.path().join("ukify-signed.efi");
     run_ok(
-        u.build()
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg(format!("--os-release=@{}", osrel.display()))
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg("--cmdline")
-            .arg(cmdline)
+        inputs
+            .ukify_cmd(&u, &theirs_signed)
             .args(["--signtool", "sbsign"])
             .arg("--secureboot-private-key")
             .arg(&kp.key)
             .arg("--secureboot-certificate")
-            .arg(&kp.cert)
-            .arg("--output")
-            .arg(&theirs_signed),
+            .arg(&kp.cert),
     );
     let ours_signed = d.path().join("ours-signed.efi");
     run_ok(
@@ -135,39 +147,19 @@ fn identical_to_ukify_257_cmdline_file_uname_sbat_no_initrd() {
     let cl = d.path().join("cmdline");
     std::fs::write(&cl, "root=x  quiet\n").unwrap();
     let sbat = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\nbootseal,1,Bootseal,bootseal,1,https://example.invalid/\n";
+    let cmdline = format!("@{}", cl.display());
+    let inputs = Inputs {
+        kernel: &k,
+        initrd: None,
+        os_release: &osrel,
+        stub: &u.stub,
+        cmdline: &cmdline,
+    };
+    let extra = ["--uname", "9.8.7-test", "--sbat", sbat];
     let theirs = d.path().join("ukify.efi");
-    run_ok(
-        u.build()
-            .arg("--linux")
-            .arg(&k)
-            .arg(format!("--os-release=@{}", osrel.display()))
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg(format!("--cmdline=@{}", cl.display()))
-            .args(["--uname", "9.8.7-test"])
-            .arg("--sbat")
-            .arg(sbat)
-            .arg("--output")
-            .arg(&theirs),
-    );
+    run_ok(inputs.ukify_cmd(&u, &theirs).args(extra));
     let ours = d.path().join("ours.efi");
-    run_ok(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(&k)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg("--cmdline")
-            .arg(format!("@{}", cl.display()))
-            .args(["--uname", "9.8.7-test"])
-            .arg("--sbat")
-            .arg(sbat)
-            .arg("-o")
-            .arg(&ours),
-    );
+    run_ok(inputs.bootseal_cmd(&ours).args(extra));
     assert_identical(&ours, &theirs);
 }
 
@@ -179,38 +171,19 @@ fn identical_to_ukify_257_with_debian_252_stub() {
     let initrd = initramfs(d.path(), None);
     let osrel = d.path().join("os-release");
     std::fs::write(&osrel, "ID=x\n").unwrap();
+    let stub = Path::new(STUB);
+    let inputs = Inputs {
+        kernel: &k,
+        initrd: Some(&initrd),
+        os_release: &osrel,
+        stub,
+        cmdline: "composefs=abc rw",
+    };
     let theirs = d.path().join("ukify.efi");
-    run_ok(
-        u.build()
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg(format!("--os-release=@{}", osrel.display()))
-            .arg("--stub")
-            .arg(STUB)
-            .args(["--cmdline", "composefs=abc rw"])
-            .arg("--output")
-            .arg(&theirs),
-    );
+    run_ok(&mut inputs.ukify_cmd(&u, &theirs));
     let ours = d.path().join("ours.efi");
-    run_ok(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(STUB)
-            .args(["--cmdline", "composefs=abc rw"])
-            // ukify writes the overlapping .sbat silently; we only do so when asked.
-            .arg("--allow-section-overlap")
-            .arg("-o")
-            .arg(&ours),
-    );
+    // ukify writes the overlapping .sbat silently; we only do so when asked.
+    run_ok(inputs.bootseal_cmd(&ours).arg("--allow-section-overlap"));
     assert_identical(&ours, &theirs);
 }
 
@@ -222,36 +195,17 @@ fn identical_to_ukify_257_for_aarch64() {
     let initrd = initramfs(d.path(), None);
     let osrel = d.path().join("os-release");
     std::fs::write(&osrel, "ID=x\n").unwrap();
+    let inputs = Inputs {
+        kernel: &k,
+        initrd: Some(&initrd),
+        os_release: &osrel,
+        stub: &stub,
+        cmdline: "composefs=abc rw",
+    };
     let theirs = d.path().join("ukify.efi");
-    run_ok(
-        u.build()
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg(format!("--os-release=@{}", osrel.display()))
-            .arg("--stub")
-            .arg(&stub)
-            .args(["--cmdline", "composefs=abc rw"])
-            .arg("--output")
-            .arg(&theirs),
-    );
+    run_ok(&mut inputs.ukify_cmd(&u, &theirs));
     let ours = d.path().join("ours.efi");
-    run_ok(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(&stub)
-            .args(["--cmdline", "composefs=abc rw"])
-            .arg("-o")
-            .arg(&ours),
-    );
+    run_ok(&mut inputs.bootseal_cmd(&ours));
     assert_identical(&ours, &theirs);
     // The release comes from the Image's "Linux version" banner (no x86 boot header).
     let j: serde_json::Value = serde_json::from_str(&stdout_of(
