@@ -146,6 +146,23 @@ fn build_uki_then_sign_elsewhere_then_seal() {
 fn images_without_exactly_one_kernel_are_refused() {
     let tmp = scratch();
     let t = tmp.path();
+    // build-uki --from on an image must fail, write nothing, and say why.
+    let refused = |image: &BuiltImage| {
+        let out = bootseal()
+            .args([
+                "build-uki",
+                "--no-sign-bootloader",
+                "--from",
+                &image.oci_ref(),
+                "-o",
+            ])
+            .arg(t.join("x.efi"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(!t.join("x.efi").exists());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     let (img, kver, _, _) = bootc_image::layers(
         t,
         vec![
@@ -153,46 +170,19 @@ fn images_without_exactly_one_kernel_are_refused() {
             E::file("usr/lib/modules/9.9.9-other/vmlinuz", vec![1u8; 100]),
         ],
     );
-    let two = img.write(&t.join("two"), "two");
-    let out = bootseal()
-        .args([
-            "build-uki",
-            "--no-sign-bootloader",
-            "--from",
-            &two.oci_ref(),
-            "-o",
-        ])
-        .arg(t.join("x.efi"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&img.write(&t.join("two"), "two"));
     assert!(
         err.contains(&format!("image has 2 kernels (/usr/lib/modules/{kver}/vmlinuz, /usr/lib/modules/9.9.9-other/vmlinuz)")),
         "{err}"
     );
-    assert!(!t.join("x.efi").exists());
-
     let (img, _, _, _) = bootc_image::layers(
         t,
         vec![E::whiteout(&format!("usr/lib/modules/{kver}/vmlinuz"))],
     );
-    let none = img.write(&t.join("none"), "none");
-    let out = bootseal()
-        .args([
-            "build-uki",
-            "--no-sign-bootloader",
-            "--from",
-            &none.oci_ref(),
-            "-o",
-        ])
-        .arg(t.join("x.efi"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let err = refused(&img.write(&t.join("none"), "none"));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz")
+        err.contains("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz"),
+        "{err}"
     );
 }
 
