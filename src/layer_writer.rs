@@ -28,11 +28,13 @@ impl std::str::FromStr for LayerCompression {
 /// One tar entry of the new layer.
 #[derive(Clone, Debug)]
 pub enum LayerEntry {
+    /// `mtime_nsec` other than 0 is written as a PAX `mtime` record (seconds are the layer's).
     Directory {
         path: String,
         mode: u32,
         uid: u64,
         gid: u64,
+        mtime_nsec: u32,
     },
     File {
         path: String,
@@ -95,7 +97,17 @@ impl LayerContents {
             header.set_groupname("")?;
             let path = entry.tar_path();
             let data: &[u8] = match entry {
-                LayerEntry::Directory { mode, uid, gid, .. } => {
+                LayerEntry::Directory {
+                    mode,
+                    uid,
+                    gid,
+                    mtime_nsec,
+                    ..
+                } => {
+                    if *mtime_nsec != 0 {
+                        let value = format!("{}.{:09}", self.mtime, mtime_nsec);
+                        builder.append_pax_extensions([("mtime", value.as_bytes())])?;
+                    }
                     header.set_entry_type(tar::EntryType::Directory);
                     header.set_mode(*mode);
                     header.set_uid(*uid);
@@ -253,12 +265,14 @@ mod tests {
                     mode: 0o755,
                     uid: 0,
                     gid: 0,
+                    mtime_nsec: 0,
                 },
                 LayerEntry::Directory {
                     path: "boot/EFI".into(),
                     mode: 0o755,
                     uid: 0,
                     gid: 0,
+                    mtime_nsec: 0,
                 },
                 LayerEntry::File {
                     path: "boot/EFI/Linux/k.efi".into(),

@@ -135,6 +135,7 @@ fn new_layer() -> LayerContents {
         mode: 0o755,
         uid: 0,
         gid: 0,
+        mtime_nsec: 0,
     };
     LayerContents {
         entries: vec![

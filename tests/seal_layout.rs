@@ -311,3 +311,62 @@ fn oci_archive_in_and_out() {
         .collect();
     assert!(leftovers.is_empty(), "temporary layout removed");
 }
+
+/// A base whose /usr has a sub-second mtime: the sealed /boot entry carries /usr's nanoseconds,
+/// so for /boot composefs-rs 0.9.0 (keeps /boot's) and >= 0.9.4 (copies /usr's) agree and no
+/// /boot warning is raised (the base's own /sysroot still is: the layer adds nothing else);
+/// the reference still matches.
+#[test]
+fn subsecond_usr_mtime_gives_a_version_independent_digest() {
+    use common::image_builder::E;
+    let tmp = scratch();
+    let (img, kver, _, _) =
+        bootc_image::layers(tmp.path(), vec![E::dir("usr").pax_mtime("1700000200.25")]);
+    let base = img.write(&tmp.path().join("layout"), "base");
+    let warned = bootseal()
+        .args(["digest", "--json"])
+        .arg(base.oci_ref())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&warned.stdout).unwrap();
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/boot has a sub-second mtime"),
+        "{v}"
+    );
+
+    let keys = keypair(tmp.path(), "db", 2048);
+    let out = tmp.path().join("out");
+    let report = stdout_of(
+        bootseal()
+            .args(["seal", "--json", "--allow-section-overlap", "--from"])
+            .arg(base.oci_ref())
+            .arg("--to")
+            .arg(format!("oci:{}:sealed", out.display()))
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert),
+    );
+    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let warnings = r["platforms"][0]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{r}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .starts_with("/sysroot has a sub-second mtime"),
+        "{r}"
+    );
+    let sealed = BuiltImage::load(&out, "sealed");
+    assert_eq!(
+        r["platforms"][0]["composefs_digest"],
+        reference_digest(&sealed, 1)
+    );
+    let x = tmp.path().join("x");
+    let names = extract_top_layer(&sealed, &x);
+    assert_eq!(names[0], "boot/");
+    assert!(names.contains(&format!("boot/EFI/Linux/{kver}.efi")));
+}

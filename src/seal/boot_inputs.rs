@@ -55,6 +55,8 @@ pub struct BootInputs {
     /// kargs.d files: (file name, contents).
     pub kargs_d: Vec<(String, Vec<u8>)>,
     pub boot_dir: DirMeta,
+    /// Sub-second part of `/usr`'s mtime.
+    pub usr_mtime_nsec: u32,
 }
 
 /// Reads the sealing inputs from `captured` (and `/boot`'s metadata from `fs`), or says why
@@ -112,6 +114,12 @@ pub fn find(
         uid: boot.stat.st_uid.into(),
         gid: boot.stat.st_gid.into(),
     };
+    let usr_mtime_nsec = fs
+        .root
+        .get_directory_opt(OsStr::new("usr"))
+        .ok()
+        .flatten()
+        .map_or(0, |usr| usr.stat.st_mtim_nsec);
     Ok(BootInputs {
         kver,
         kernel,
@@ -121,5 +129,6 @@ pub fn find(
         systemd_boot,
         kargs_d,
         boot_dir,
+        usr_mtime_nsec,
     })
 }

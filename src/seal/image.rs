@@ -302,18 +302,23 @@ fn sealing_layer(
             mode: b.mode,
             uid: b.uid,
             gid: b.gid,
+            // /usr's nanoseconds: composefs-rs 0.9.0 keeps /boot's own, >= 0.9.4 copies /usr's
+            // (research/composefs.md §4.3); equal, both give the same digest.
+            mtime_nsec: inputs.usr_mtime_nsec,
         },
         LayerEntry::Directory {
             path: "boot/EFI".into(),
             mode: 0o755,
             uid: 0,
             gid: 0,
+            mtime_nsec: 0,
         },
         LayerEntry::Directory {
             path: "boot/EFI/Linux".into(),
             mode: 0o755,
             uid: 0,
             gid: 0,
+            mtime_nsec: 0,
         },
     ];
     if let Some((path, bytes)) = bootloader {
