@@ -110,6 +110,10 @@ fn tls_registry_with_ca_without_ca_and_unverified() {
     assert!(!untrusted.status.success());
     let err = String::from_utf8_lossy(&untrusted.stderr);
     assert!(err.contains("cannot reach registry"), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the cause is named: {err}"
+    );
     let unverified = stdout_of(
         bootseal()
             .args(["digest", "--tls-verify=false"])

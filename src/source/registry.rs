@@ -166,7 +166,20 @@ pub(crate) fn describe_error(e: &oci_client::errors::OciDistributionError) -> St
     match e {
         E::AuthenticationFailure(m) => format!("registry authentication failed: {m}"),
         E::UnauthorizedError { url } => format!("registry authentication failed for {url}"),
-        E::RequestError(r) => format!("cannot reach registry: {r}"),
+        E::RequestError(r) => {
+            // reqwest's own message hides the cause (certificate, refused connection).
+            let mut msg = format!("cannot reach registry: {r}");
+            let mut cause = std::error::Error::source(r);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(": ");
+                    msg.push_str(&text);
+                }
+                cause = c.source();
+            }
+            msg
+        }
         other => other.to_string(),
     }
 }
