@@ -224,6 +224,29 @@ fn verify_accepts_sealed_and_refuses_tampered_unsealed_and_wrong_cert() {
     let v: serde_json::Value = serde_json::from_slice(&unsealed.stdout).unwrap();
     assert_eq!(v["checks"][0]["detail"], "no UKI in /boot/EFI/Linux");
 
+    // Sealing a sealed image again is refused by name.
+    let again = bootseal()
+        .args([
+            "seal",
+            "--allow-section-overlap",
+            "--from",
+            &sealed_ref,
+            "--to",
+        ])
+        .arg(format!("oci:{}:twice", out.display()))
+        .arg("--key")
+        .arg(&keys.key)
+        .arg("--cert")
+        .arg(&keys.cert)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("image is already sealed: /boot/EFI/Linux/"),
+        "{err}"
+    );
+
     // A layer added after sealing changes /usr, so the UKI's digest no longer matches.
     let tampered = relayer(&sealed)
         .layer(

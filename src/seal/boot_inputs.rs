@@ -66,6 +66,15 @@ pub fn find(
     fs: &composefs::tree::FileSystem<crate::tree::ObjectId>,
     oci_arch: &str,
 ) -> Result<BootInputs, String> {
+    // A sealed image has its kernel whited out and a UKI in /boot/EFI/Linux: say so plainly.
+    if let Ok(Some(linux)) = fs.root.get_directory_opt(OsStr::new("boot/EFI/Linux"))
+        && let Some((name, _)) = linux.entries().next()
+    {
+        return Err(format!(
+            "image is already sealed: /boot/EFI/Linux/{} exists (seal the unsealed base instead)",
+            name.to_string_lossy()
+        ));
+    }
     let kernels = captured.matching(KERNELS);
     let kver = match kernels.as_slice() {
         [] => return Err("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz".into()),
