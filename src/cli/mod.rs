@@ -124,6 +124,12 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A certificate file (PEM or DER), naming it in the error.
+pub(crate) fn read_certificate(path: &Path) -> anyhow::Result<x509_cert::Certificate> {
+    crate::keys::load_certificate(&read_input(path, "certificate")?)
+        .with_context(|| format!("certificate {}", path.display()))
+}
+
 /// A key passphrase from a file or an environment variable — never from argv.
 pub(crate) fn passphrase(
     file: Option<&Path>,

@@ -128,13 +128,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let dst_opts = registry(args.dest_tls_verify, &args.dest_creds);
 
-    let cert = match &args.cert {
-        Some(p) => Some(
-            keys::load_certificate(&read_input(p, "certificate")?)
-                .with_context(|| p.display().to_string())?,
-        ),
-        None => None,
-    };
+    let cert = args
+        .cert
+        .as_deref()
+        .map(super::read_certificate)
+        .transpose()?;
     let signer = match &args.key {
         Some(p) => {
             let cert = cert.clone().context("--key needs --cert")?;

@@ -51,10 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cert = args
         .cert
         .as_deref()
-        .map(|p| {
-            keys::load_certificate(&read_input(p, "certificate")?)
-                .with_context(|| format!("certificate {}", p.display()))
-        })
+        .map(super::read_certificate)
         .transpose()?;
     let signed = if let Some(p7_path) = &args.attach {
         let p7 = read_input(p7_path, "PKCS#7 signature")?;

@@ -2,13 +2,12 @@
 //! any failed check.
 
 use super::options::{RegistryArgs, parse_platform};
-use super::{read_input, write_output};
+use super::write_output;
 use crate::digest::ErofsVersion;
-use crate::keys;
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
 use crate::seal::verify::verify_image;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -35,13 +34,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let image = ImageRef::parse(&args.image).map_err(anyhow::Error::msg)?;
-    let cert = match &args.cert {
-        Some(p) => Some(
-            keys::load_certificate(&read_input(p, "certificate")?)
-                .with_context(|| p.display().to_string())?,
-        ),
-        None => None,
-    };
+    let cert = args
+        .cert
+        .as_deref()
+        .map(super::read_certificate)
+        .transpose()?;
     let verdict = verify_image(
         &image,
         &args.registry.source_options(),

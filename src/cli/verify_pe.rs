@@ -1,7 +1,7 @@
 //! `bootseal verify-pe`: flags for [`crate::authenticode::verify`].
 
 use super::read_input;
-use crate::{authenticode, keys};
+use crate::authenticode;
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -18,8 +18,7 @@ pub struct Args {
 /// Run `verify-pe`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let image = read_input(&args.file, "PE image")?;
-    let cert = keys::load_certificate(&read_input(&args.cert, "certificate")?)
-        .with_context(|| format!("certificate {}", args.cert.display()))?;
+    let cert = super::read_certificate(&args.cert)?;
     let index = authenticode::verify(&image, &cert)
         .with_context(|| format!("{} does not verify", args.file.display()))?;
     println!(
