@@ -134,10 +134,12 @@ impl RegistrySource {
             https
         } else {
             // skopeo's --tls-verify=false also allows plain HTTP: try TLS, fall back.
-            let probe = self.runtime.block_on(https.pull_manifest_raw(
+            // Probe with the auth handshake (as the sink does) rather than a manifest GET that
+            // root_manifest would then repeat.
+            let probe = self.runtime.block_on(https.auth(
                 &self.reference,
                 &self.auth,
-                MANIFEST_TYPES,
+                oci_client::RegistryOperation::Pull,
             ));
             match probe {
                 Err(oci_client::errors::OciDistributionError::RequestError(_)) => {
