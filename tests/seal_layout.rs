@@ -6,7 +6,7 @@ mod common;
 
 use common::image_builder::BuiltImage;
 use common::reference::reference_digest;
-use common::{bootc_image, bootseal, keypair, require_tool, run_ok, scratch, stdout_of};
+use common::{bootc_image, bootseal, keypair, require_tool, run_ok, scratch, seal_cmd, stdout_of};
 use std::path::Path;
 use std::process::Command;
 
@@ -165,17 +165,11 @@ fn verify_accepts_sealed_and_refuses_tampered_unsealed_and_wrong_cert() {
     let keys = keypair(tmp.path(), "db", 2048);
     let other = keypair(tmp.path(), "other", 2048);
     let out = tmp.path().join("out");
-    run_ok(
-        bootseal()
-            .args(["seal", "--allow-section-overlap", "--from"])
-            .arg(built.image.oci_ref())
-            .arg("--to")
-            .arg(format!("oci:{}:sealed", out.display()))
-            .arg("--key")
-            .arg(&keys.key)
-            .arg("--cert")
-            .arg(&keys.cert),
-    );
+    run_ok(&mut seal_cmd(
+        &built.image.oci_ref(),
+        &format!("oci:{}:sealed", out.display()),
+        &keys,
+    ));
     let sealed_ref = format!("oci:{}:sealed", out.display());
     let verify = |image: &str, cert: &Path| {
         bootseal()
@@ -294,17 +288,11 @@ fn oci_archive_in_and_out() {
     );
 
     let out = tmp.path().join("sealed.tar");
-    run_ok(
-        bootseal()
-            .args(["seal", "--allow-section-overlap", "--from"])
-            .arg(format!("oci-archive:{}:base", archive.display()))
-            .arg("--to")
-            .arg(format!("oci-archive:{}:sealed", out.display()))
-            .arg("--key")
-            .arg(&keys.key)
-            .arg("--cert")
-            .arg(&keys.cert),
-    );
+    run_ok(&mut seal_cmd(
+        &format!("oci-archive:{}:base", archive.display()),
+        &format!("oci-archive:{}:sealed", out.display()),
+        &keys,
+    ));
     let x = tmp.path().join("unpacked");
     std::fs::create_dir_all(&x).unwrap();
     run_ok(Command::new("tar").arg("-C").arg(&x).arg("-xf").arg(&out));
@@ -363,15 +351,12 @@ fn subsecond_usr_mtime_gives_a_version_independent_digest() {
     let keys = keypair(tmp.path(), "db", 2048);
     let out = tmp.path().join("out");
     let report = stdout_of(
-        bootseal()
-            .args(["seal", "--json", "--allow-section-overlap", "--from"])
-            .arg(base.oci_ref())
-            .arg("--to")
-            .arg(format!("oci:{}:sealed", out.display()))
-            .arg("--key")
-            .arg(&keys.key)
-            .arg("--cert")
-            .arg(&keys.cert),
+        seal_cmd(
+            &base.oci_ref(),
+            &format!("oci:{}:sealed", out.display()),
+            &keys,
+        )
+        .args(["--json"]),
     );
     let r: serde_json::Value = serde_json::from_str(&report).unwrap();
     let warnings = r["platforms"][0]["warnings"].as_array().unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::image_builder::write_blob;
-use common::{bootc_image, bootseal, keypair, run_ok, scratch, stdout_of};
+use common::{bootc_image, bootseal, keypair, run_ok, scratch, seal_cmd, stdout_of};
 use serde_json::{Value, json};
 
 #[test]
@@ -41,21 +41,12 @@ fn index_reseals_selected_platform_and_keeps_the_others() {
     let keys = keypair(tmp.path(), "db", 2048);
     let out = tmp.path().join("out");
     run_ok(
-        bootseal()
-            .args([
-                "seal",
-                "--allow-section-overlap",
-                "--platform",
-                "linux/amd64",
-                "--from",
-            ])
-            .arg(format!("oci:{}:multi", dir.display()))
-            .arg("--to")
-            .arg(format!("oci:{}:sealed", out.display()))
-            .arg("--key")
-            .arg(&keys.key)
-            .arg("--cert")
-            .arg(&keys.cert),
+        seal_cmd(
+            &format!("oci:{}:multi", dir.display()),
+            &format!("oci:{}:sealed", out.display()),
+            &keys,
+        )
+        .args(["--platform", "linux/amd64"]),
     );
     let top: Value =
         serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
@@ -104,17 +95,14 @@ fn index_reseals_selected_platform_and_keeps_the_others() {
     assert!(!arm_verify.status.success());
 
     // A platform the index lacks is refused by name.
-    let missing = bootseal()
-        .args(["seal", "--platform", "linux/s390x", "--from"])
-        .arg(format!("oci:{}:multi", dir.display()))
-        .arg("--to")
-        .arg(format!("oci:{}:x", out.display()))
-        .arg("--key")
-        .arg(&keys.key)
-        .arg("--cert")
-        .arg(&keys.cert)
-        .output()
-        .unwrap();
+    let missing = seal_cmd(
+        &format!("oci:{}:multi", dir.display()),
+        &format!("oci:{}:x", out.display()),
+        &keys,
+    )
+    .args(["--platform", "linux/s390x"])
+    .output()
+    .unwrap();
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(

@@ -13,19 +13,11 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-fn seal_cmd(reg: &Registry, from: &str, to: &str, keys: &common::KeyPair) -> Command {
-    let mut c = bootseal();
+/// `seal --json --quiet` from one repository of `reg` to another, with its TLS/credential flags.
+fn registry_seal_cmd(reg: &Registry, from: &str, to: &str, keys: &common::KeyPair) -> Command {
+    let mut c = common::seal_cmd(&reg.image(from), &reg.image(to), keys);
     c.env("SOURCE_DATE_EPOCH", "1700000000")
-        .args([
-            "seal",
-            "--json",
-            "--quiet",
-            "--allow-section-overlap",
-            "--from",
-        ])
-        .arg(reg.image(from))
-        .arg("--to")
-        .arg(reg.image(to))
+        .args(["--json", "--quiet"])
         .args(
             reg.bootseal_flags()
                 .iter()
@@ -36,11 +28,7 @@ fn seal_cmd(reg: &Registry, from: &str, to: &str, keys: &common::KeyPair) -> Com
                 .iter()
                 .filter(|f| f.starts_with("--creds"))
                 .map(|f| f.replace("--creds", "--dest-creds")),
-        )
-        .arg("--key")
-        .arg(&keys.key)
-        .arg("--cert")
-        .arg(&keys.cert);
+        );
     c
 }
 
@@ -68,7 +56,13 @@ fn registry_to_registry_end_to_end() {
     reg.push_layout(&built.image.oci_ref(), "os/base:1");
 
     let report: Value = serde_json::from_slice(
-        &run_ok(&mut seal_cmd(&reg, "os/base:1", "os/sealed:1", &keys)).stdout,
+        &run_ok(&mut registry_seal_cmd(
+            &reg,
+            "os/base:1",
+            "os/sealed:1",
+            &keys,
+        ))
+        .stdout,
     )
     .unwrap();
     let digest = report["digest"].as_str().unwrap();
@@ -128,7 +122,13 @@ fn registry_to_registry_end_to_end() {
 
     // Reproducible: a second run gives the same manifest digest.
     let again: Value = serde_json::from_slice(
-        &run_ok(&mut seal_cmd(&reg, "os/base:1", "os/sealed:2", &keys)).stdout,
+        &run_ok(&mut registry_seal_cmd(
+            &reg,
+            "os/base:1",
+            "os/sealed:2",
+            &keys,
+        ))
+        .stdout,
     )
     .unwrap();
     assert_eq!(again["digest"], report["digest"]);
@@ -340,7 +340,13 @@ fn token_registry_mounts_base_layers_across_repositories() {
     let reg = Registry::start(Variant::Token);
     reg.push_layout(&built.image.oci_ref(), "team/base:1");
     let report: Value = serde_json::from_slice(
-        &run_ok(&mut seal_cmd(&reg, "team/base:1", "mirror/sealed:1", &keys)).stdout,
+        &run_ok(&mut registry_seal_cmd(
+            &reg,
+            "team/base:1",
+            "mirror/sealed:1",
+            &keys,
+        ))
+        .stdout,
     )
     .unwrap();
     let log = reg.access_log();
@@ -415,7 +421,7 @@ fn docker_schema2_family_is_kept_and_zstd_refused() {
             .contains("Docker schema2 manifest cannot carry a zstd layer")
     );
     assert!(reg.raw_manifest("os/docker-sealed:1").is_none());
-    run_ok(&mut seal_cmd(
+    run_ok(&mut registry_seal_cmd(
         &reg,
         "os/docker:1",
         "os/docker-sealed:1",

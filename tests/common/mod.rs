@@ -244,6 +244,25 @@ pub fn keypair(dir: &Path, name: &str, bits: u32) -> KeyPair {
     KeyPair { key, cert, cn }
 }
 
+/// `bootseal seal --allow-section-overlap --from FROM --to TO --key --cert` (Debian 12's 252
+/// stub needs the overlap flag); callers add further flags.
+pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
+    let mut c = bootseal();
+    c.args([
+        "seal",
+        "--allow-section-overlap",
+        "--from",
+        from,
+        "--to",
+        to,
+    ])
+    .arg("--key")
+    .arg(&keys.key)
+    .arg("--cert")
+    .arg(&keys.cert);
+    c
+}
+
 /// Assemble an unsigned UKI with bootseal from the Debian stub and kernel.
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
     let stub = require_file(STUB, "systemd-boot-efi");
