@@ -153,21 +153,7 @@ fn measure_matches_replay_of_sections_the_252_stub_measures() {
 fn pcrsig_signatures_verify_with_openssl() {
     let d = scratch();
     // ukify genkey writes PKCS#1; use that form for the PCR key.
-    let key = d.path().join("pcr.key");
-    let public = d.path().join("pcr.pub.pem");
-    run_ok(
-        Command::new("openssl")
-            .args(["genrsa", "-traditional", "-out"])
-            .arg(&key)
-            .arg("2048"),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["rsa", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&public),
-    );
+    let (key, public) = pcr_keypair(d.path());
     let osrel = d.path().join("os-release");
     std::fs::write(&osrel, "ID=test\n").unwrap();
     let uki = d.path().join("uki.efi");

@@ -79,21 +79,7 @@ fn pcr_signed_uki_identical_to_ukify_with_systemd_measure() {
     let initrd = initramfs(d.path(), None);
     let osrel = d.path().join("os-release");
     std::fs::write(&osrel, "ID=bootseal-test\n").unwrap();
-    let key = d.path().join("pcr.key");
-    let public = d.path().join("pcr.pub");
-    run_ok(
-        Command::new("openssl")
-            .args(["genrsa", "-traditional", "-out"])
-            .arg(&key)
-            .arg("2048"),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["rsa", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&public),
-    );
+    let (key, public) = pcr_keypair(d.path());
     let theirs = d.path().join("ukify.efi");
     run_ok(
         u.build()

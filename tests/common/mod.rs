@@ -244,6 +244,27 @@ pub fn keypair(dir: &Path, name: &str, bits: u32) -> KeyPair {
     KeyPair { key, cert, cn }
 }
 
+/// An RSA 2048 PCR-policy key pair as `ukify genkey` writes it: PKCS#1 private key
+/// (`DIR/pcr.key`) and its SPKI public key (`DIR/pcr.pub.pem`).
+pub fn pcr_keypair(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("pcr.key");
+    let public = dir.join("pcr.pub.pem");
+    run_ok(
+        Command::new("openssl")
+            .args(["genrsa", "-traditional", "-out"])
+            .arg(&key)
+            .arg("2048"),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["rsa", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public),
+    );
+    (key, public)
+}
+
 /// `bootseal seal --allow-section-overlap --from FROM --to TO --key --cert` (Debian 12's 252
 /// stub needs the overlap flag); callers add further flags.
 pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
