@@ -1,11 +1,10 @@
 //! `bootseal seal --from SRC --to DST --key KEY --cert CERT`: the unsealed image in, the sealed
 //! image out, in one pass.
 
-use super::options::parse_platform;
+use super::options::{ComposefsArgArgs, DigestFormatArgs, parse_platform};
 use super::{passphrase, read_input};
 use crate::auth::AuthOptions;
 use crate::authenticode::LocalKeySigner;
-use crate::digest::ErofsVersion;
 use crate::keys;
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
@@ -66,9 +65,10 @@ pub struct Args {
     /// New layer compression: gzip or zstd
     #[arg(long, default_value = "gzip")]
     compression: LayerCompression,
-    /// EROFS format of the digest: 1 or 2
-    #[arg(long, default_value = "1")]
-    erofs_version: ErofsVersion,
+    #[command(flatten)]
+    format: DigestFormatArgs,
+    #[command(flatten)]
+    composefs: ComposefsArgArgs,
     /// Parallel blob transfers
     #[arg(long, default_value_t = 4)]
     jobs: usize,
@@ -195,7 +195,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         allow_section_overlap: args.allow_section_overlap,
         labels,
         compression: args.compression,
-        erofs_version: args.erofs_version,
+        erofs_version: args.format.erofs_version,
+        compat: args.format.composefs_compat,
+        composefs_arg: args.composefs.composefs_arg,
+        allow_missing_verity: args.composefs.allow_missing_verity,
         source_date_epoch,
         base_name: from.to_string(),
         jobs: args.jobs.max(1),

@@ -4,8 +4,8 @@
 use super::boot_inputs::{self, BootInputs};
 use super::{SealError, SealOptions, UkiSource};
 use crate::authenticode;
+use crate::cmdline;
 use crate::digest::{self, DigestOptions};
-use crate::kargs;
 use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
 use crate::manifest::{Descriptor, sha256_digest};
 use crate::mutate::{self, HistoryEntry};
@@ -57,6 +57,7 @@ pub fn prepare(
     };
     let mut dopts = DigestOptions {
         erofs_version: opts.erofs_version,
+        compat: opts.compat,
         capture: boot_inputs::capture_set(),
         ..Default::default()
     };
@@ -98,8 +99,14 @@ pub fn prepare(
     dopts.capture = Default::default();
     let report = ingested.finish(&dopts)?;
     let image_kargs =
-        kargs::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
-    let cmdline = kargs::sealed_cmdline(&report.digest_hex, &image_kargs, &opts.kargs);
+        cmdline::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
+    let cmdline = cmdline::sealed_cmdline(
+        opts.expected(&report.digest_hex),
+        opts.composefs_arg,
+        &image_kargs,
+        &opts.kargs,
+    )
+    .map_err(err)?;
     Ok(Prepared {
         base,
         inputs,
@@ -344,19 +351,12 @@ fn sealing_layer(
     }
 }
 
-/// A UKI signed elsewhere must carry this image's digest and, with --cert, a valid signature.
+/// A UKI signed elsewhere must carry exactly this image's digest, as composefs-boot reads its
+/// command line, and, with --cert, a valid signature.
 fn check_supplied_uki(bytes: &[u8], digest_hex: &str, opts: &SealOptions) -> Result<(), String> {
     let report = uki::inspect(bytes).map_err(|e| format!("--uki: {e}"))?;
-    let cmdline = report.cmdline.unwrap_or_default();
-    match kargs::composefs_digest(&cmdline) {
-        Some(d) if d == digest_hex => {}
-        Some(d) => {
-            return Err(format!(
-                "--uki carries composefs={d} but the image's digest is {digest_hex}"
-            ));
-        }
-        None => return Err("--uki has no composefs= argument on its command line".into()),
-    }
+    let line = report.cmdline.unwrap_or_default();
+    cmdline::check_sealed(&line, opts.expected(digest_hex)).map_err(|e| format!("--uki: {e}"))?;
     if let Some(cert) = &opts.cert {
         authenticode::verify(bytes, cert)
             .map_err(|e| format!("--uki: signature check failed: {e}"))?;
