@@ -174,3 +174,60 @@ fn as_root_it_updates_then_installs_exactly_the_missing_packages() {
     );
     assert!(!stdout.contains("== building"), "{stdout}");
 }
+
+#[test]
+fn every_package_named_exists_and_installs_in_simulation() {
+    // Hide every tool the demo checks (and libssl-dev via a dpkg-query that knows nothing), then
+    // let apt-get simulate installing the line it prints: a misspelt package fails here.
+    let tmp = common::scratch();
+    let tools = [
+        "cc",
+        "pkg-config",
+        "umoci",
+        "skopeo",
+        "docker-registry",
+        "curl",
+        "openssl",
+        "cpio",
+        "gzip",
+        "qemu-system-x86_64",
+        "mkfs.vfat",
+        "mmd",
+        "mcopy",
+    ];
+    let path = path_without(tmp.path(), &tools, &[("dpkg-query", "exit 1")]);
+    let out = demo(&path, &["--boot", "--check"], false);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let packages: Vec<&str> = stdout
+        .trim()
+        .strip_prefix("apt-get update && apt-get install -y --no-install-recommends ")
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .split(' ')
+        .collect();
+    assert_eq!(
+        packages,
+        [
+            "build-essential",
+            "pkg-config",
+            "libssl-dev",
+            "umoci",
+            "skopeo",
+            "docker-registry",
+            "curl",
+            "openssl",
+            "cpio",
+            "gzip",
+            "qemu-system-x86",
+            "dosfstools",
+            "mtools"
+        ]
+    );
+    common::run_ok(
+        Command::new("apt-get")
+            .args(["install", "-s", "-q", "--no-install-recommends"])
+            .args(&packages)
+            // the OVMF files are checked by path, which a PATH cannot hide
+            .arg("ovmf"),
+    );
+}
