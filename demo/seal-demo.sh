@@ -113,10 +113,7 @@ say "downloading Debian packages into $work/debs"
 mkdir -p "$work/debs"
 cd "$work/debs"
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-if [ -z "$kpkg" ]; then
-  [ "$(id -u)" = 0 ] && apt-get update -qq
-  kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-fi
+[ -n "$kpkg" ] || { echo "seal-demo: apt cannot resolve linux-image-amd64's kernel package" >&2; exit 1; }
 ls "$kpkg"_*.deb >/dev/null 2>&1 || apt-get download -q "$kpkg"
 ls systemd-boot-efi_*.deb >/dev/null 2>&1 || apt-get download -q systemd-boot-efi
 ls busybox-static_*.deb >/dev/null 2>&1 || apt-get download -q busybox-static

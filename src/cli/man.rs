@@ -23,9 +23,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write manual pages into {}", dir.display()))?;
         }
         None => {
-            let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
+            use std::io::Write;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            std::io::stdout()
+                .lock()
+                .write_all(&page)
                 .context("cannot write the manual page")?;
         }
     }
