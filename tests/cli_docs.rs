@@ -1,6 +1,7 @@
 //! Shell completions, manual pages and `--version`, all generated from the one clap definition:
-//! bash parses the bash script (zsh and fish theirs when installed), `man` and groff render the
-//! pages without warnings, and `--version` names the composefs-rs pin and the EROFS default.
+//! bash parses the bash script, zsh and fish theirs (installed by .ci/run; where they are not,
+//! their scripts' content is checked), `man` and groff render the pages without warnings, and
+//! `--version` names the composefs-rs pin and the EROFS default.
 
 mod common;
 
