@@ -92,6 +92,10 @@ if [ ${#packages[@]} -gt 0 ] || [ "$need_update" = 1 ]; then
     exit 2
   fi
 fi
+if [ -n "${BOOTSEAL:-}" ] && [ ! -x "$BOOTSEAL" ]; then
+  echo "seal-demo: BOOTSEAL=$BOOTSEAL is not an executable file" >&2
+  exit 2
+fi
 if [ "$need_rust" = 1 ]; then
   echo "seal-demo: cargo not found: install Rust >= 1.88 (https://rustup.rs), or set BOOTSEAL to a built bootseal" >&2
   exit 2

@@ -231,3 +231,18 @@ fn every_package_named_exists_and_installs_in_simulation() {
             .arg("ovmf"),
     );
 }
+
+#[test]
+fn a_bootseal_that_is_not_there_is_named() {
+    let out = Command::new("bash")
+        .args([DEMO, "--check"])
+        .env("BOOTSEAL", "/nonexistent/bootseal")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out)
+            .1
+            .contains("BOOTSEAL=/nonexistent/bootseal is not an executable file")
+    );
+}
