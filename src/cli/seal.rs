@@ -164,11 +164,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         labels.push((k, v));
     }
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        Err(_) => 0,
+        Ok(v) => Some(
+            v.trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+        ),
+        Err(_) => None,
     };
     let opts = SealOptions {
         platforms: if args.platforms.is_empty() {
@@ -200,7 +201,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         composefs_arg: args.composefs.composefs_arg,
         allow_missing_verity: args.composefs.allow_missing_verity,
         source_date_epoch,
-        base_name: from.to_string(),
+        base_name: from.registry_name(),
         jobs: args.jobs.max(1),
         progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
     };

@@ -8,7 +8,7 @@ use crate::cmdline;
 use crate::digest::{self, DigestOptions};
 use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
 use crate::manifest::{Descriptor, sha256_digest};
-use crate::mutate::{self, HistoryEntry};
+use crate::mutate::{self, HistoryEntry, ImageDate};
 use crate::source::{ImageSource, ResolvedImage};
 use crate::uki::{self, UkiInputs};
 use std::sync::Arc;
@@ -39,7 +39,19 @@ pub struct Prepared {
     pub layer: LayerContents,
     pub digest_hex: String,
     pub cmdline: String,
+    /// The date of the new config, history entry and layer.
+    pub date: ImageDate,
     pub warnings: Vec<String>,
+}
+
+/// The sealed image's date: `SOURCE_DATE_EPOCH` when given, else the base's own (its config's
+/// `created` or newest history date), else 1970-01-01: deterministic in every case, so sealing
+/// stays reproducible without the image looking 56 years old.
+fn sealed_date(config: &serde_json::Value, opts: &SealOptions) -> ImageDate {
+    match opts.source_date_epoch {
+        Some(epoch) => ImageDate::from_unix(epoch),
+        None => mutate::base_date(config).unwrap_or_else(|| ImageDate::from_unix(0)),
+    }
 }
 
 /// Reads `base`, finds its boot inputs, signs systemd-boot, and computes the digest over the
@@ -92,7 +104,8 @@ pub fn prepare(
         }
     };
     let signed_bootloader = signed_bootloader(&inputs, opts).map_err(err)?;
-    let layer = sealing_layer(&inputs, signed_bootloader, opts);
+    let date = sealed_date(&base.config, opts);
+    let layer = sealing_layer(&inputs, signed_bootloader, date.unix, opts);
     ingested
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;
@@ -114,6 +127,7 @@ pub fn prepare(
         layer,
         digest_hex: report.digest_hex,
         cmdline,
+        date,
         warnings: report.warnings,
     })
 }
@@ -180,6 +194,7 @@ pub fn seal_image(
         mut layer,
         digest_hex,
         cmdline,
+        date,
         warnings,
         ..
     } = prepared;
@@ -207,7 +222,7 @@ pub fn seal_image(
         annotations: None,
     };
     let history = HistoryEntry {
-        created: mutate::rfc3339(opts.source_date_epoch),
+        created: date.text,
         created_by: format!("bootseal seal (composefs={digest_hex})"),
         comment: format!("sealed UKI /boot/EFI/Linux/{}.efi", inputs.kver),
     };
@@ -221,16 +236,16 @@ pub fn seal_image(
         platform: None,
         annotations: None,
     };
-    let annotations = vec![
-        (
-            "org.opencontainers.image.base.digest".to_owned(),
-            base.manifest_digest(),
-        ),
-        (
+    let mut annotations = vec![(
+        "org.opencontainers.image.base.digest".to_owned(),
+        base.manifest_digest(),
+    )];
+    if let Some(name) = &opts.base_name {
+        annotations.push((
             "org.opencontainers.image.base.name".to_owned(),
-            opts.base_name.clone(),
-        ),
-    ];
+            name.clone(),
+        ));
+    }
     let manifest = mutate::manifest_with_layer(
         &base.manifest.json,
         &config_descriptor,
@@ -300,6 +315,7 @@ fn signed_bootloader(
 fn sealing_layer(
     inputs: &BootInputs,
     bootloader: Option<(String, Vec<u8>)>,
+    mtime: u64,
     opts: &SealOptions,
 ) -> LayerContents {
     let b = inputs.boot_dir;
@@ -345,10 +361,7 @@ fn sealing_layer(
             });
         }
     }
-    LayerContents {
-        entries,
-        mtime: opts.source_date_epoch,
-    }
+    LayerContents { entries, mtime }
 }
 
 /// A UKI signed elsewhere must carry exactly this image's digest, as composefs-boot reads its

@@ -53,9 +53,12 @@ pub struct SealOptions {
     pub composefs_arg: ArgForm,
     /// Write (and accept in `--uki`) the `?` form: fs-verity optional at boot.
     pub allow_missing_verity: bool,
-    pub source_date_epoch: u64,
-    /// The base image's name recorded in `org.opencontainers.image.base.name`.
-    pub base_name: String,
+    /// `SOURCE_DATE_EPOCH`: the date of the new config, history entry and layer mtimes. None
+    /// dates them like the base image (`mutate::base_date`), else 1970-01-01.
+    pub source_date_epoch: Option<u64>,
+    /// The base image's registry name (`HOST/REPO:TAG`) for `org.opencontainers.image.base.name`;
+    /// None for local layouts and archives, whose paths the image-spec does not define there.
+    pub base_name: Option<String>,
     pub jobs: usize,
     pub progress: crate::progress::Progress,
 }
@@ -79,8 +82,8 @@ impl Default for SealOptions {
             compat: ComposefsCompat::V0_9_0,
             composefs_arg: ArgForm::Composefs,
             allow_missing_verity: false,
-            source_date_epoch: 0,
-            base_name: String::new(),
+            source_date_epoch: None,
+            base_name: None,
             jobs: 4,
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
         }
