@@ -2,7 +2,7 @@
 //! image out, in one pass.
 
 use super::options::parse_platform;
-use super::{passphrase, read_input};
+use super::{passphrase, read_input, read_pe};
 use crate::auth::AuthOptions;
 use crate::authenticode::LocalKeySigner;
 use crate::digest::ErofsVersion;
@@ -151,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let uki = match &args.uki {
-        Some(p) => UkiSource::Signed(read_input(p, "UKI")?),
+        Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
         None => UkiSource::Build,
     };
     if signer.is_none() && args.uki.is_none() {
@@ -185,13 +185,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bootloader: args
             .bootloader
             .as_ref()
-            .map(|p| read_input(p, "bootloader"))
+            .map(|p| read_pe(p, "bootloader"))
             .transpose()?,
-        stub: args
-            .stub
-            .as_ref()
-            .map(|p| read_input(p, "stub"))
-            .transpose()?,
+        stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
         allow_section_overlap: args.allow_section_overlap,
         labels,
         compression: args.compression,
