@@ -284,7 +284,8 @@ pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
     c
 }
 
-/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel.
+/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel (Debian 12's 252
+/// stub: the merged `.sbat` is moved after the stub's sections, uki.md pitfall P1).
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
     let stub = require_file(STUB, "systemd-boot-efi");
     let k = kernel();
@@ -309,8 +310,6 @@ pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
             .arg(&stub)
             .arg("--cmdline")
             .arg(cmdline)
-            // Debian's 252 stub has 512-byte section alignment; see uki.md pitfall P1.
-            .arg("--allow-section-overlap")
             .arg("-o")
             .arg(&out),
     );
