@@ -212,6 +212,17 @@ fn stub_mutations() -> Vec<Mutation> {
         let h = o.section(b, ".sbat");
         put32(b, h + 20, 0x7fff_0000);
     }));
+    // Valid for a loader, but raw data out of order cannot be re-laid out by UKI assembly.
+    m.push((
+        "reloc-overlaps-text",
+        "(.reloc) PointerToRawData",
+        |b, o| {
+            let text = o.section(b, ".text");
+            let ptr = u32::from_le_bytes(b[text + 20..text + 24].try_into().unwrap());
+            let h = o.section(b, ".reloc");
+            put32(b, h + 20, ptr);
+        },
+    ));
     m.push((
         "sdmagic-wraps",
         "(.sdmagic) VirtualAddress + VirtualSize",

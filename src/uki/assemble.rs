@@ -12,9 +12,10 @@
 //! anyway and that stub then warns "Overlapping PE sections detected" and stalls 3 s) — the
 //! stub's `.sbat` section is removed (header and raw data; its text is part of the merge) and
 //! the merged one appended like any new section, which is how ukify lays out a stub without
-//! `.sbat`. Renaming it instead would leave a section whose name starts with `.sbat`, and
-//! systemd-stub ≤ 254 matches section names by prefix; shim refuses a PE with two `.sbat`
-//! sections. `allow_overlap` keeps ukify's overlapping layout.
+//! `.sbat`. Renaming it instead would leave a section whose name starts with `.sbat`, and older
+//! systemd-stubs match section names by prefix (`locate_sections` in `src/boot/efi/pe.c`
+//! compares `strlen` of the wanted name); shim refuses a PE with two sections named `.sbat`
+//! ("Image has multiple SBAT sections"). `allow_overlap` keeps ukify's overlapping layout.
 
 use super::UkiError;
 use crate::pe::{
