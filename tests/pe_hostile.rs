@@ -1,8 +1,9 @@
 //! Hostile PE inputs: real Debian files (systemd 252 stub, systemd-boot, the kernel) with one
 //! header field mutated, given to `build-uki`, `sign`, `verify-pe`, `inspect` and `seal --uki`
 //! under a 4 GiB address-space limit: exit status 1 or 2 (never a signal, abort or panic), a
-//! message naming the file and the field, and no hang. The unmutated real inputs (systemd
-//! 252 and 257 stubs, systemd-boot, x86 and arm64 kernels) are all accepted.
+//! message naming the file (also a stub inside the image being sealed) and the field, and no
+//! hang. The unmutated real inputs (systemd 252 and 257 stubs, systemd-boot, x86 and arm64
+//! kernels) are all accepted.
 
 mod common;
 
@@ -377,6 +378,36 @@ fn seal_refuses_mutated_uki_and_stub() {
         );
     }
     assert!(!t.join("out").exists(), "nothing written");
+}
+
+#[test]
+fn seal_refuses_an_image_carrying_a_mutated_stub() {
+    let d = scratch();
+    let t = d.path();
+    let keys = keypair(t, "k", 2048);
+    let stub_path = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+    for (name, field, change) in stub_mutations()
+        .into_iter()
+        .filter(|(n, ..)| ["file-alignment-1g", "sbat-past-eof", "sdmagic-wraps"].contains(n))
+    {
+        let bad = std::fs::read(mutate(t, Path::new(STUB), name, change)).unwrap();
+        let dir = t.join(format!("image-{name}"));
+        let (img, ..) = bootc_image::layers(
+            &dir,
+            vec![common::image_builder::E::file(&stub_path[1..], bad)],
+        );
+        let built = img.write(&dir.join("layout"), "base");
+        let mut seal = bootseal();
+        seal.args(["seal", "--from"])
+            .arg(built.oci_ref())
+            .arg("--to")
+            .arg(format!("oci:{}:sealed", dir.join("out").display()))
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert);
+        refused(seal, Path::new(stub_path), field);
+    }
 }
 
 /// Values real files have, which a stricter reading of the PE spec would refuse.
