@@ -265,22 +265,15 @@ pub fn pcr_keypair(dir: &Path) -> (PathBuf, PathBuf) {
     (key, public)
 }
 
-/// `bootseal seal --allow-section-overlap --from FROM --to TO --key --cert` (Debian 12's 252
-/// stub needs the overlap flag); callers add further flags.
+/// `bootseal seal --from FROM --to TO --key --cert` (Debian 12's 252 stub needs no extra
+/// flag); callers add further flags.
 pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
     let mut c = bootseal();
-    c.args([
-        "seal",
-        "--allow-section-overlap",
-        "--from",
-        from,
-        "--to",
-        to,
-    ])
-    .arg("--key")
-    .arg(&keys.key)
-    .arg("--cert")
-    .arg(&keys.cert);
+    c.args(["seal", "--from", from, "--to", to])
+        .arg("--key")
+        .arg(&keys.key)
+        .arg("--cert")
+        .arg(&keys.cert);
     c
 }
 
