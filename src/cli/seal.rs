@@ -51,7 +51,8 @@ pub struct Args {
     /// Use this systemd stub instead of the image's
     #[arg(long)]
     stub: Option<PathBuf>,
-    /// Accept an old (systemd 252) stub whose merged .sbat overlaps its next section
+    /// Write the merged .sbat over the stub's own even where it overlaps the next section
+    /// (ukify's layout; systemd 252 stubs then warn at boot). Default: move it after the stub's sections
     #[arg(long)]
     allow_section_overlap: bool,
     /// Leave /usr/lib/modules/<kver>/{vmlinuz,initramfs.img} in place
