@@ -8,7 +8,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use bootseal::authenticode::{self, LocalKeySigner};
+use bootseal::authenticode;
+use bootseal::signer::{CertifiedSigner, FileKey};
 use bootseal::{keys, uki};
 use common::*;
 use std::path::Path;
@@ -62,9 +63,9 @@ fn build_and_sign_in_process(dir: &Path, kp: &KeyPair, linux: &Path, initrd: &Pa
         ..Default::default()
     };
     let image = uki::build(&inputs).unwrap();
-    let key = keys::load_private_key(&std::fs::read(&kp.key).unwrap(), None).unwrap();
+    let key = FileKey::load(&kp.key, None).unwrap();
     let cert = keys::load_certificate(&std::fs::read(&kp.cert).unwrap()).unwrap();
-    let signer = LocalKeySigner::new(key, cert).unwrap();
+    let signer = CertifiedSigner::new(Box::new(key), cert).unwrap();
     let signed = authenticode::sign_owned(image, &signer, false).unwrap();
     std::fs::write(dir.join("lib-signed.efi"), signed).unwrap();
 }
