@@ -117,7 +117,9 @@ fn pin_sources_module_sources_and_hashing_on_the_token() {
     std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
     let bare = format!("pkcs11:token={};object=db", hsm.label);
     let with_module = format!("{bare}?module-path={MODULE}");
-    let cases: Vec<(String, Vec<String>, Vec<(&str, String)>)> = vec![
+    // (URI, extra flags, extra environment)
+    type Case = (String, Vec<String>, Vec<(&'static str, String)>);
+    let cases: Vec<Case> = vec![
         (
             format!("{with_module}&pin-source=file:{}", pin_file.display()),
             vec![],
