@@ -88,6 +88,14 @@ fn token_keys_sign_like_the_key_file_for_rsa_2048_3072_4096() {
             std::fs::read(&cert_on_token).unwrap(),
             std::fs::read(&from_file).unwrap()
         );
+        // verify-pe takes the trusted certificate from the token as well.
+        run_ok(
+            hsm.env(&mut bootseal())
+                .arg("verify-pe")
+                .arg(&from_token)
+                .arg("--cert")
+                .arg(hsm.cert_uri(&label)),
+        );
     }
 }
 

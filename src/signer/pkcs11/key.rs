@@ -106,6 +106,7 @@ impl Pkcs11Key {
                     AttributeType::PublicExponent,
                     AttributeType::Id,
                     AttributeType::AllowedMechanisms,
+                    AttributeType::AlwaysAuthenticate,
                 ],
             )
             .map_err(|e| token_err("C_GetAttributeValue", e))?;
@@ -113,6 +114,7 @@ impl Pkcs11Key {
         let mut can_sign = true;
         let (mut n, mut e, mut id) = (None, None, None);
         let mut allowed: Vec<MechanismType> = Vec::new();
+        let mut always_authenticate = false;
         for a in attrs {
             match a {
                 Attribute::KeyType(t) => key_type = Some(t),
@@ -121,6 +123,7 @@ impl Pkcs11Key {
                 Attribute::PublicExponent(x) => e = Some(x),
                 Attribute::Id(i) => id = Some(i),
                 Attribute::AllowedMechanisms(m) => allowed = m,
+                Attribute::AlwaysAuthenticate(a) => always_authenticate = a,
                 _ => {}
             }
         }
@@ -130,6 +133,14 @@ impl Pkcs11Key {
             return Err(Pkcs11Error::NotRsa {
                 key: name,
                 key_type: t.to_string(),
+            });
+        }
+        if always_authenticate {
+            // C_Login(CKU_CONTEXT_SPECIFIC) between C_SignInit and C_Sign for every signature
+            // (a YubiKey's PIV slot 9c): not supported.
+            return Err(Pkcs11Error::NotAllowedToSign {
+                key: name,
+                reason: "it needs the PIN again for every signature (CKA_ALWAYS_AUTHENTICATE), which bootseal does not support; use a key without it (e.g. PIV slot 9a)".into(),
             });
         }
         if !can_sign {

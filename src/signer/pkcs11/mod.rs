@@ -131,10 +131,20 @@ fn login(
         return Err(Pkcs11Error::PinLocked { token: name });
     }
     let Some(pin) = pin else {
-        if token.info.login_required() {
+        if !token.info.login_required() {
+            return Ok(());
+        }
+        if !token.info.protected_authentication_path() {
             return Err(Pkcs11Error::PinNeeded { token: name });
         }
-        return Ok(());
+        // A PIN pad or biometric reader: the user authenticates on the device.
+        return match session.login(UserType::User, None) {
+            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(e) => Err(Pkcs11Error::Login {
+                token: name,
+                reason: e.to_string(),
+            }),
+        };
     };
     let raw = RawAuthPin::new(Box::new(pin.to_vec()));
     match session.login_with_raw(UserType::User, &raw) {
