@@ -176,26 +176,28 @@ fn pin_sources_module_sources_and_hashing_on_the_token() {
 
     // No module named anywhere: p11-kit's proxy module reaches SoftHSM through its
     // registration (Debian p11-kit-modules + softhsm2), or module-name names it.
-    let proxy = Path::new("/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so");
-    if proxy.exists() && cfg!(target_arch = "x86_64") {
-        for uri in [
-            format!("{bare}?pin-value={PIN}"),
-            format!("{bare}?module-name=softhsm2&pin-value={PIN}"),
-        ] {
-            let out = d.path().join("proxy.efi");
-            run_ok(
-                hsm.env(&mut sign_cmd(
-                    &uri,
-                    path_str(&kp.cert),
-                    Path::new(STUB),
-                    &out,
-                ))
-                .env_remove("BOOTSEAL_PKCS11_MODULE"),
-            );
-            assert_eq!(std::fs::read(&out).unwrap(), expected, "{uri}");
-        }
-    } else {
-        panic!("p11-kit's proxy module is missing: apt-get install p11-kit-modules");
+    require_file(
+        &format!(
+            "/usr/lib/{}-linux-gnu/p11-kit-proxy.so",
+            std::env::consts::ARCH
+        ),
+        "p11-kit-modules",
+    );
+    for uri in [
+        format!("{bare}?pin-value={PIN}"),
+        format!("{bare}?module-name=softhsm2&pin-value={PIN}"),
+    ] {
+        let out = d.path().join("proxy.efi");
+        run_ok(
+            hsm.env(&mut sign_cmd(
+                &uri,
+                path_str(&kp.cert),
+                Path::new(STUB),
+                &out,
+            ))
+            .env_remove("BOOTSEAL_PKCS11_MODULE"),
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), expected, "{uri}");
     }
 }
 
