@@ -119,7 +119,8 @@ pub enum Pkcs11Error {
     },
 }
 
-/// Log the user in: with the PIN if there is one, not at all for tokens without login.
+/// Log the user in: with the PIN if there is one, not at all for tokens without login. A wrong
+/// PIN is never retried, so bootseal cannot be what locks a token.
 fn login(
     module: &module::Module,
     session: &Session,
@@ -163,7 +164,7 @@ fn login(
                 },
                 Some(i) if i.user_pin_count_low() => Pkcs11Error::WrongPin {
                     token: name,
-                    hint: " (few tries left before the PIN locks)",
+                    hint: " (it failed before too; tokens that count failures lock the PIN)",
                 },
                 _ => Pkcs11Error::WrongPin {
                     token: name,
