@@ -88,6 +88,19 @@ fn token_keys_sign_like_the_key_file_for_rsa_2048_3072_4096() {
             std::fs::read(&cert_on_token).unwrap(),
             std::fs::read(&from_file).unwrap()
         );
+        // Without --cert, the certificate object with the key's label is used.
+        let implied = d.path().join(format!("token-implied{bits}.efi"));
+        run_ok(
+            hsm.env(&mut bootseal())
+                .args(["sign", "--key", &hsm.key_uri(&label)])
+                .arg(&uki)
+                .arg("-o")
+                .arg(&implied),
+        );
+        assert_eq!(
+            std::fs::read(&implied).unwrap(),
+            std::fs::read(&from_file).unwrap()
+        );
         // verify-pe takes the trusted certificate from the token as well.
         run_ok(
             hsm.env(&mut bootseal())

@@ -3,6 +3,7 @@
 
 use crate::auth::AuthOptions;
 use crate::manifest::Platform;
+use crate::signer::pkcs11::ObjectType;
 use crate::signer::{self, CertifiedSigner, KeyLocation, OpenOptions, Pkcs11Options};
 use crate::source::{RegistryOptions, SourceOptions};
 use anyhow::Context;
@@ -55,7 +56,8 @@ pub struct SigningArgs {
     /// Signing key: RSA key file (PEM/DER; PKCS#1, PKCS#8, encrypted PKCS#8) or a pkcs11: URI
     #[arg(long, value_name = "FILE|URI")]
     pub key: Option<PathBuf>,
-    /// Certificate of the signing key: PEM/DER file or a pkcs11: URI
+    /// Certificate of the signing key: PEM/DER file or a pkcs11: URI (default for a pkcs11:
+    /// key: the certificate object with the key's label/id)
     #[arg(long, value_name = "FILE|URI")]
     pub cert: Option<PathBuf>,
     /// File holding the passphrase of an encrypted key, or the token PIN
@@ -94,7 +96,9 @@ impl SigningArgs {
     }
 
     /// The `--key` signer paired with `cert`, if a key was given; a key that does not match
-    /// the certificate is refused here, before anything is built or uploaded.
+    /// the certificate is refused here, before anything is built or uploaded. A token key
+    /// without `--cert` is paired with the certificate object its URI names (same
+    /// `object`/`id`, `type=cert`).
     pub fn signer(
         &self,
         cert: Option<&Certificate>,
@@ -103,10 +107,19 @@ impl SigningArgs {
         let Some(key_arg) = &self.key else {
             return Ok(None);
         };
-        let cert = cert.context("--key needs --cert")?;
         let location = KeyLocation::parse(key_arg)?;
+        let cert = match (cert, &location) {
+            (Some(c), _) => c.clone(),
+            (None, KeyLocation::Pkcs11(uri)) => {
+                let mut cert_uri = (**uri).clone();
+                cert_uri.object_type = Some(ObjectType::Cert);
+                signer::open_certificate(&KeyLocation::Pkcs11(Box::new(cert_uri)), opts)
+                    .with_context(|| format!("--key {location} without --cert"))?
+            }
+            (None, KeyLocation::File(_)) => anyhow::bail!("--key needs --cert"),
+        };
         let key = signer::open_key(&location, opts).with_context(|| format!("--key {location}"))?;
-        let paired = CertifiedSigner::new(key, cert.clone())?;
+        let paired = CertifiedSigner::new(key, cert)?;
         Ok(Some(Arc::new(paired)))
     }
 }
