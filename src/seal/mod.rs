@@ -9,7 +9,7 @@ pub mod policy;
 mod write;
 
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
-pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image};
+pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_from_image};
 pub use write::{SealReport, seal};
 
 use crate::cmdline::{ArgForm, Expected};
