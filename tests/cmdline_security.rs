@@ -377,3 +377,36 @@ fn allow_missing_verity_end_to_end() {
     assert_eq!(json["composefs"]["digest_hex"], d.as_str());
     assert_eq!(json["composefs"]["insecure"], true);
 }
+
+/// `build-uki` from files stays the low-level tool: it writes the command line it is given and
+/// warns when that line would not pass as a sealed one.
+#[test]
+fn build_uki_from_files_writes_what_it_is_given_and_warns() {
+    let tmp = scratch();
+    let t = tmp.path();
+    for (name, line, warning) in [
+        (
+            "insecure",
+            format!("composefs=?{OTHER} rw"),
+            Some("insecure form"),
+        ),
+        (
+            "repeated",
+            format!("composefs={OTHER} composefs.digest=v1-sha512-12:{OTHER}"),
+            Some("2 composefs tokens"),
+        ),
+        ("plain", format!("composefs={OTHER} rw"), None),
+    ] {
+        let (uki, o) = common::build_uki_output(t, &line, &format!("{name}.efi"));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let e = stderr(&o);
+        match warning {
+            Some(w) => assert!(e.contains("warning") && e.contains(w), "{name}: {e}"),
+            None => assert!(e.is_empty(), "{name}: {e}"),
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout_of(bootseal().args(["inspect", "--json"]).arg(&uki)))
+                .unwrap();
+        assert_eq!(json["cmdline"], line.as_str(), "written as given");
+    }
+}

@@ -292,6 +292,17 @@ pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
 /// Assemble an unsigned UKI with bootseal from the Debian stub and kernel (Debian 12's 252
 /// stub: the merged `.sbat` is moved after the stub's sections, uki.md pitfall P1).
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
+    let (out, output) = build_uki_output(dir, cmdline, out_name);
+    assert!(
+        output.status.success(),
+        "build-uki failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// [`build_uki`] without the success check: the output path and what the run printed.
+pub fn build_uki_output(dir: &Path, cmdline: &str, out_name: &str) -> (PathBuf, Output) {
     let stub = require_file(STUB, "systemd-boot-efi");
     let k = kernel();
     let initrd = initramfs(dir, None);
@@ -302,23 +313,23 @@ pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
     )
     .unwrap();
     let out = dir.join(out_name);
-    run_ok(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(&k)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(&stub)
-            .arg("--cmdline")
-            .arg(cmdline)
-            .arg("-o")
-            .arg(&out),
-    );
-    out
+    let output = bootseal()
+        .arg("build-uki")
+        .arg("--linux")
+        .arg(&k)
+        .arg("--initrd")
+        .arg(&initrd)
+        .arg("--os-release")
+        .arg(&osrel)
+        .arg("--stub")
+        .arg(&stub)
+        .arg("--cmdline")
+        .arg(cmdline)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    (out, output)
 }
 
 /// `pesign -h` (Authenticode SHA-256 digest) of a file, lowercase hex.
