@@ -4,6 +4,7 @@ pub mod build_uki;
 mod build_uki_from;
 mod completions;
 mod digest;
+mod enroll;
 pub mod inspect;
 mod keys;
 mod man;

@@ -6,12 +6,14 @@
 
 pub mod auth;
 pub mod create;
+pub mod enrollment;
 pub mod esl;
 pub mod guid;
 
 use thiserror::Error;
 
 pub use auth::{AuthVariable, EfiTime, SecureBootVar};
+pub use enrollment::Enrollment;
 pub use guid::Guid;
 
 /// Why an EFI key structure could not be built or parsed.
