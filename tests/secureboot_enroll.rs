@@ -200,6 +200,59 @@ fn build_uki_from_with_enroll_keys_matches_seal() {
     let uki = x.join(format!("boot/EFI/Linux/{}.efi", built.kver));
     assert_eq!(cmdline_of(&uki), with);
 
+    // verify reports the payload and that the UKI chains to the db it enrolls.
+    let v = bootseal()
+        .arg("verify")
+        .arg(format!("oci:{}:sealed", out.display()))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{report}");
+    assert!(report.contains("[ok] enrollment payload auto"), "{report}");
+    assert!(
+        report.contains("[ok] UKI signature chains to db of auto"),
+        "{report}"
+    );
+
+    // The same payload with a UKI signed elsewhere by a key db.auth does not enroll: seal
+    // cannot tell without --cert, verify can.
+    let other = keypair(d.path(), "other", 2048);
+    let signed = d.path().join("other-signed.efi");
+    run_ok(
+        bootseal()
+            .arg("sign")
+            .arg("--key")
+            .arg(&other.key)
+            .arg("--cert")
+            .arg(&other.cert)
+            .arg(d.path().join("with.efi"))
+            .arg("-o")
+            .arg(&signed),
+    );
+    run_ok(
+        bootseal()
+            .args(["seal", "--no-sign-bootloader", "--from"])
+            .arg(built.image.oci_ref())
+            .arg("--to")
+            .arg(format!("oci:{}:other", out.display()))
+            .arg("--uki")
+            .arg(&signed)
+            .arg("--enroll-keys")
+            .arg(&keys),
+    );
+    let v = bootseal()
+        .arg("verify")
+        .arg(format!("oci:{}:other", out.display()))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&v.stdout);
+    assert!(!v.status.success(), "{report}");
+    assert!(report.contains("[ok] enrollment payload auto"), "{report}");
+    assert!(
+        report.contains("[FAIL] UKI signature chains to db of auto"),
+        "{report}"
+    );
+
     // A key directory without db.auth is refused, naming the file.
     std::fs::remove_file(keys.join("db.auth")).unwrap();
     let o = bootseal()

@@ -4,7 +4,7 @@
 //! copied), the new layer streamed, the config, and the manifest (or index) last.
 
 mod boot_inputs;
-mod enroll;
+pub(crate) mod enroll;
 mod image;
 pub mod policy;
 mod write;
