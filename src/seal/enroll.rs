@@ -77,7 +77,9 @@ pub fn verify_checks(
     bootloaders: &[(String, Vec<u8>)],
 ) -> Vec<super::policy::Check> {
     use std::collections::BTreeMap;
-    let mut by_name: BTreeMap<String, Vec<(String, Result<Vec<u8>, String>)>> = BTreeMap::new();
+    // name -> (file name, its bytes or why they could not be read)
+    type Files = Vec<(String, Result<Vec<u8>, String>)>;
+    let mut by_name: BTreeMap<String, Files> = BTreeMap::new();
     for path in captured.matching(PAYLOADS) {
         let mut parts = path.rsplitn(3, '/');
         let (Some(file), Some(name)) = (parts.next(), parts.next()) else {
