@@ -8,11 +8,14 @@
 #     linux-image-amd64 with some of its modules and a busybox initramfs, systemd-boot-efi's stub
 #     and boot loader, an os-release and a kargs.d file;
 #  2. starts a throw-away docker-registry on 127.0.0.1 and pushes the image with skopeo;
-#  3. generates a test Secure Boot key and certificate;
-#  4. `bootseal seal`s registry -> registry, `bootseal verify`s the result and prints it;
-#  5. with --boot, boots the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG).
+#  3. creates a Secure Boot key set with `bootseal keys create` (PK, KEK, db + .auth updates);
+#  4. `bootseal seal --enroll-keys`s registry -> registry (the .auth files go into the image where
+#     `bootc install` picks them up), `bootseal verify`s the result and prints it;
+#  5. with --boot, the first boot of a blank machine: OVMF with an empty variable store (setup
+#     mode) boots an ESP laid out as `bootc install` writes it from the sealed image; systemd-boot
+#     enrolls PK/KEK/db, resets, and the sealed UKI boots with Secure Boot enforced (QEMU, TCG).
 # Needs Rust (cargo) unless BOOTSEAL names a built binary; every Debian package it needs is
-# installed by step 0. No PyPI package is needed (OVMF ships its Secure Boot variable store).
+# installed by step 0. No PyPI package is needed.
 set -euo pipefail
 
 BOOT=0
@@ -21,7 +24,7 @@ for a in "$@"; do
   case "$a" in
     --boot) BOOT=1 ;;
     --check) CHECK_ONLY=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "seal-demo: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -60,8 +63,7 @@ check_prerequisites() {
     need_cmd mmd mtools
     need_cmd mcopy mtools
     need_file /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf
-    need_file /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd ovmf
-    need_file /usr/share/ovmf/PkKek-1-snakeoil.key ovmf
+    need_file /usr/share/OVMF/OVMF_VARS_4M.fd ovmf
   fi
   # `apt-get download` of the kernel, stub and busybox needs the package lists.
   apt-cache show linux-image-amd64 systemd-boot-efi busybox-static >/dev/null 2>&1 || need_update=1
@@ -189,55 +191,67 @@ R=127.0.0.1:$port
 skopeo copy -q --dest-tls-verify=false "oci:$lay:base" "docker://$R/demo/os:base"
 echo "pushed docker://$R/demo/os:base"
 
-if [ "$BOOT" = 1 ]; then
-  # OVMF's Secure Boot variable store ships with Debian's snakeoil test key enrolled in db.
-  say "using OVMF's snakeoil test key (enrolled in the firmware's db)"
-  cp /usr/share/ovmf/PkKek-1-snakeoil.key "$work/db.key"
-  cp /usr/share/ovmf/PkKek-1-snakeoil.pem "$work/db.crt"
-  export BOOTSEAL_DEMO_KEY_PASS=snakeoil
-  keypass=(--key-pass-env BOOTSEAL_DEMO_KEY_PASS)
-else
-  say "generating a test Secure Boot key"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db key" \
-    -keyout "$work/db.key" -out "$work/db.crt" 2>/dev/null
-  keypass=()
-fi
+say "creating Secure Boot keys (PK, KEK, db) with bootseal keys create"
+rm -rf "$work/keys"
+"$BOOTSEAL" keys create --subject-prefix "bootseal demo" "$work/keys" >/dev/null
+ls "$work/keys"
 
 say "sealing"
 "$BOOTSEAL" seal --tls-verify=false --from "docker://$R/demo/os:base" --to "docker://$R/demo/os:sealed" \
-  --key "$work/db.key" --cert "$work/db.crt" "${keypass[@]}" --allow-section-overlap \
+  --key "$work/keys/db.key" --cert "$work/keys/db.crt" --enroll-keys "$work/keys" --allow-section-overlap \
   --digestfile "$work/sealed.digest"
 
 say "verifying"
-"$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"
+"$BOOTSEAL" verify --tls-verify=false --cert "$work/keys/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"
 
-"$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" --save-uki "$work/sealed-uki.efi" \
+"$BOOTSEAL" verify --tls-verify=false --cert "$work/keys/db.crt" --save-uki "$work/sealed-uki.efi" \
   "docker://$R/demo/os:sealed" >/dev/null
 
 if [ "$BOOT" = 1 ]; then
-  say "booting the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG)"
+  say "first boot of a blank machine: OVMF in setup mode, keys enrolled by systemd-boot (QEMU, TCG)"
+  # What `bootc install` puts on the ESP, taken from the sealed image's new layer.
+  rm -rf "$work/sealed-dir" "$work/sealed-top"; mkdir -p "$work/sealed-top"
+  skopeo copy -q --src-tls-verify=false "docker://$R/demo/os:sealed" "dir:$work/sealed-dir"
+  for blob in "$work/sealed-dir"/*; do   # the new layer is the one holding these paths
+    tar -xzf "$blob" -C "$work/sealed-top" usr/lib/bootc/install/secureboot-keys \
+      usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed 2>/dev/null || true
+  done
+  keys="$work/sealed-top/usr/lib/bootc/install/secureboot-keys/auto"
+  printf 'timeout 0\nsecure-boot-enroll force\n' > "$work/loader.conf"
   esp="$work/esp.img"; rm -f "$esp"
   mkfs.vfat -C -n ESP "$esp" $(( $(stat -c %s "$work/sealed-uki.efi") / 1024 * 5 / 4 + 8192 )) >/dev/null
-  MTOOLS_SKIP_CHECK=1 mmd -i "$esp" ::/EFI ::/EFI/BOOT
-  MTOOLS_SKIP_CHECK=1 mcopy -i "$esp" "$work/sealed-uki.efi" ::/EFI/BOOT/BOOTX64.EFI
-  cp /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd "$work/vars.fd"
+  export MTOOLS_SKIP_CHECK=1
+  mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/Linux ::/loader ::/loader/keys ::/loader/keys/auto
+  mcopy -i "$esp" "$work/sealed-top/usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+  mcopy -i "$esp" "$work/sealed-uki.efi" ::/EFI/Linux/sealed.efi
+  mcopy -i "$esp" "$work/loader.conf" ::/loader/loader.conf
+  mcopy -i "$esp" "$keys/PK.auth" "$keys/KEK.auth" "$keys/db.auth" ::/loader/keys/auto/
+  cp /usr/share/OVMF/OVMF_VARS_4M.fd "$work/vars.fd"   # empty: setup mode
   : > "$work/serial.log"
+  # No -no-reboot: systemd-boot resets the machine after enrolling.
   qemu-system-x86_64 -machine q35,smm=on -accel tcg -m 1024 -smp 2 \
     -global driver=cfi.pflash01,property=secure,value=on \
     -drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd,readonly=on \
     -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
     -drive "if=none,id=esp,format=raw,file=$esp" -device virtio-blk-pci,drive=esp,bootindex=1 \
-    -nic none -display none -monitor none -no-reboot -serial "file:$work/serial.log" &
+    -nic none -display none -monitor none -serial "file:$work/serial.log" &
   qpid=$!
   for _ in $(seq 600); do
-    grep -q "Command line: " "$work/serial.log" 2>/dev/null && break
+    grep -q "secureboot: Secure boot" "$work/serial.log" 2>/dev/null && break
     grep -qE "Access Denied|Security Violation" "$work/serial.log" 2>/dev/null && break
     kill -0 $qpid 2>/dev/null || break
     sleep 0.5
   done
   kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true
-  line=$(tr -d '\r' < "$work/serial.log" | grep -m1 "Command line: " || true)
-  if [ -n "$line" ]; then echo "firmware accepted the UKI; the kernel says: $line"; else
-    echo "the UKI did not boot; serial log: $work/serial.log" >&2; exit 1; fi
+  log=$(tr -d '\r' < "$work/serial.log")
+  grep -m1 -o "Enrolling secure boot keys from directory: [^ ]*" <<<"$log" || true
+  sb=$(grep -m1 "secureboot: Secure boot" <<<"$log" || true)
+  line=$(grep -m1 "Command line: " <<<"$log" || true)
+  if [ -n "$line" ]; then
+    echo "the kernel reports: ${sb#*] }"
+    echo "firmware accepted the UKI; the kernel says: $line"
+  else
+    echo "the UKI did not boot; serial log: $work/serial.log" >&2; exit 1
+  fi
 fi
 say "done; work files are in $work"
