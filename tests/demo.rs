@@ -1,7 +1,8 @@
 //! README's first command, `demo/seal-demo.sh --boot`, does the whole job on its embedded
 //! default: builds a bootc-like image from Debian packages, starts a registry, creates Secure
 //! Boot keys, seals with `--enroll-keys`, verifies, and boots a blank OVMF (setup mode) on which
-//! systemd-boot enrolls the keys from the sealed image before the sealed UKI boots.
+//! systemd-boot enrolls the keys from the sealed image before the sealed UKI boots; then a second
+//! db certificate (`keys auth --append`) is applied through efivarfs and a UKI signed by it boots.
 
 mod common;
 
@@ -50,6 +51,13 @@ fn readme_demo_seals_verifies_and_boots() {
     );
     assert!(
         text.contains("the kernel reports: secureboot: Secure boot enabled"),
+        "{text}"
+    );
+    assert!(
+        text.contains("before the update, the firmware refuses the UKI signed by the new key")
+            && text.contains("bootseal-demo: db update applied")
+            && text.contains("after the update, the UKI signed by the new key boots")
+            && text.contains("bootseal-demo=db2"),
         "{text}"
     );
     assert!(
