@@ -8,11 +8,16 @@
 #     linux-image-amd64 with some of its modules and a busybox initramfs, systemd-boot-efi's stub
 #     and boot loader, an os-release and a kargs.d file;
 #  2. starts a throw-away docker-registry on 127.0.0.1 and pushes the image with skopeo;
-#  3. generates a test Secure Boot key and certificate;
-#  4. `bootseal seal`s registry -> registry, `bootseal verify`s the result and prints it;
-#  5. with --boot, boots the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG).
+#  3. creates a Secure Boot key set with `bootseal keys create` (PK, KEK, db + .auth updates);
+#  4. `bootseal seal --enroll-keys`s registry -> registry (the .auth files go into the image where
+#     `bootc install` picks them up), `bootseal verify`s the result and prints it;
+#  5. with --boot, the first boot of a blank machine: OVMF with an empty variable store (setup
+#     mode) boots an ESP laid out as `bootc install` writes it from the sealed image; systemd-boot
+#     enrolls PK/KEK/db, resets, and the sealed UKI boots with Secure Boot enforced (QEMU, TCG);
+#     then a key rotation: a second db certificate appended with `bootseal keys auth` is applied
+#     from Linux (efivarfs) on the enrolled machine and a UKI signed by it boots.
 # Needs Rust (cargo) unless BOOTSEAL names a built binary; every Debian package it needs is
-# installed by step 0. No PyPI package is needed (OVMF ships its Secure Boot variable store).
+# installed by step 0. No PyPI package is needed.
 set -euo pipefail
 
 BOOT=0
@@ -21,7 +26,7 @@ for a in "$@"; do
   case "$a" in
     --boot) BOOT=1 ;;
     --check) CHECK_ONLY=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "seal-demo: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -60,8 +65,7 @@ check_prerequisites() {
     need_cmd mmd mtools
     need_cmd mcopy mtools
     need_file /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf
-    need_file /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd ovmf
-    need_file /usr/share/ovmf/PkKek-1-snakeoil.key ovmf
+    need_file /usr/share/OVMF/OVMF_VARS_4M.fd ovmf
   fi
   # `apt-get download` of the kernel, stub and busybox needs the package lists.
   apt-cache show linux-image-amd64 systemd-boot-efi busybox-static >/dev/null 2>&1 || need_update=1
@@ -189,55 +193,137 @@ R=127.0.0.1:$port
 skopeo copy -q --dest-tls-verify=false "oci:$lay:base" "docker://$R/demo/os:base"
 echo "pushed docker://$R/demo/os:base"
 
-if [ "$BOOT" = 1 ]; then
-  # OVMF's Secure Boot variable store ships with Debian's snakeoil test key enrolled in db.
-  say "using OVMF's snakeoil test key (enrolled in the firmware's db)"
-  cp /usr/share/ovmf/PkKek-1-snakeoil.key "$work/db.key"
-  cp /usr/share/ovmf/PkKek-1-snakeoil.pem "$work/db.crt"
-  export BOOTSEAL_DEMO_KEY_PASS=snakeoil
-  keypass=(--key-pass-env BOOTSEAL_DEMO_KEY_PASS)
-else
-  say "generating a test Secure Boot key"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db key" \
-    -keyout "$work/db.key" -out "$work/db.crt" 2>/dev/null
-  keypass=()
-fi
+say "creating Secure Boot keys (PK, KEK, db) with bootseal keys create"
+rm -rf "$work/keys"
+"$BOOTSEAL" keys create --subject-prefix "bootseal demo" "$work/keys" >/dev/null
+ls "$work/keys"
 
 say "sealing"
 "$BOOTSEAL" seal --tls-verify=false --from "docker://$R/demo/os:base" --to "docker://$R/demo/os:sealed" \
-  --key "$work/db.key" --cert "$work/db.crt" "${keypass[@]}" --allow-section-overlap \
+  --key "$work/keys/db.key" --cert "$work/keys/db.crt" --enroll-keys "$work/keys" --allow-section-overlap \
   --digestfile "$work/sealed.digest"
 
 say "verifying"
-"$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"
+"$BOOTSEAL" verify --tls-verify=false --cert "$work/keys/db.crt" "docker://$R/demo/os@$(cat "$work/sealed.digest")"
 
-"$BOOTSEAL" verify --tls-verify=false --cert "$work/db.crt" --save-uki "$work/sealed-uki.efi" \
+"$BOOTSEAL" verify --tls-verify=false --cert "$work/keys/db.crt" --save-uki "$work/sealed-uki.efi" \
   "docker://$R/demo/os:sealed" >/dev/null
 
-if [ "$BOOT" = 1 ]; then
-  say "booting the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG)"
-  esp="$work/esp.img"; rm -f "$esp"
-  mkfs.vfat -C -n ESP "$esp" $(( $(stat -c %s "$work/sealed-uki.efi") / 1024 * 5 / 4 + 8192 )) >/dev/null
-  MTOOLS_SKIP_CHECK=1 mmd -i "$esp" ::/EFI ::/EFI/BOOT
-  MTOOLS_SKIP_CHECK=1 mcopy -i "$esp" "$work/sealed-uki.efi" ::/EFI/BOOT/BOOTX64.EFI
-  cp /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd "$work/vars.fd"
+# boot_esp ESP PATTERN: boot ESP with the variable store $work/vars.fd (kept: enrollment and
+# updates persist) until the serial log matches PATTERN or the firmware refuses an image.
+# No -no-reboot: systemd-boot resets the machine after enrolling.
+boot_esp() {
   : > "$work/serial.log"
   qemu-system-x86_64 -machine q35,smm=on -accel tcg -m 1024 -smp 2 \
     -global driver=cfi.pflash01,property=secure,value=on \
     -drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd,readonly=on \
     -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd" \
-    -drive "if=none,id=esp,format=raw,file=$esp" -device virtio-blk-pci,drive=esp,bootindex=1 \
-    -nic none -display none -monitor none -no-reboot -serial "file:$work/serial.log" &
+    -drive "if=none,id=esp,format=raw,file=$1" -device virtio-blk-pci,drive=esp,bootindex=1 \
+    -nic none -display none -monitor none -serial "file:$work/serial.log" &
   qpid=$!
   for _ in $(seq 600); do
-    grep -q "Command line: " "$work/serial.log" 2>/dev/null && break
+    grep -q "$2" "$work/serial.log" 2>/dev/null && break
     grep -qE "Access Denied|Security Violation" "$work/serial.log" 2>/dev/null && break
     kill -0 $qpid 2>/dev/null || break
     sleep 0.5
   done
+  sleep 1
   kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true
+}
+# esp_with IMAGE SRC:DEST...: a FAT ESP holding the files.
+esp_with() {
+  local esp=$1 bytes=0 a; shift
+  for a in "$@"; do bytes=$((bytes + $(stat -c %s "${a%%:*}"))); done
+  rm -f "$esp"; mkfs.vfat -C -n ESP "$esp" $((bytes / 1024 * 5 / 4 + 8192)) >/dev/null
+  for a in "$@"; do
+    local d="" p; IFS=/ read -ra parts <<<"$(dirname "${a#*:}")"
+    for p in "${parts[@]}"; do [ "$p" = . ] && continue; d="$d/$p"; MTOOLS_SKIP_CHECK=1 mmd -i "$esp" "::$d" 2>/dev/null || true; done
+    MTOOLS_SKIP_CHECK=1 mcopy -o -i "$esp" "${a%%:*}" "::/${a#*:}"
+  done
+}
+
+if [ "$BOOT" = 1 ]; then
+  say "first boot of a blank machine: OVMF in setup mode, keys enrolled by systemd-boot (QEMU, TCG)"
+  # What `bootc install` puts on the ESP, taken from the sealed image's new layer.
+  rm -rf "$work/sealed-dir" "$work/sealed-top"; mkdir -p "$work/sealed-top"
+  skopeo copy -q --src-tls-verify=false "docker://$R/demo/os:sealed" "dir:$work/sealed-dir"
+  for blob in "$work/sealed-dir"/*; do   # the new layer is the one holding these paths
+    tar -xzf "$blob" -C "$work/sealed-top" usr/lib/bootc/install/secureboot-keys \
+      usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed 2>/dev/null || true
+  done
+  keys="$work/sealed-top/usr/lib/bootc/install/secureboot-keys/auto"
+  printf 'timeout 0\nsecure-boot-enroll force\n' > "$work/loader.conf"
+  esp="$work/esp.img"; rm -f "$esp"
+  mkfs.vfat -C -n ESP "$esp" $(( $(stat -c %s "$work/sealed-uki.efi") / 1024 * 5 / 4 + 8192 )) >/dev/null
+  export MTOOLS_SKIP_CHECK=1
+  mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/Linux ::/loader ::/loader/keys ::/loader/keys/auto
+  mcopy -i "$esp" "$work/sealed-top/usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+  mcopy -i "$esp" "$work/sealed-uki.efi" ::/EFI/Linux/sealed.efi
+  mcopy -i "$esp" "$work/loader.conf" ::/loader/loader.conf
+  mcopy -i "$esp" "$keys/PK.auth" "$keys/KEK.auth" "$keys/db.auth" ::/loader/keys/auto/
+  cp /usr/share/OVMF/OVMF_VARS_4M.fd "$work/vars.fd"   # empty: setup mode
+  boot_esp "$esp" "secureboot: Secure boot"
+  log=$(tr -d '\r' < "$work/serial.log")
+  grep -m1 -o "Enrolling secure boot keys from directory: [^ ]*" <<<"$log" || true
+  sb=$(grep -m1 "secureboot: Secure boot" <<<"$log" || true)
+  line=$(grep -m1 "Command line: " <<<"$log" || true)
+  if [ -n "$line" ]; then
+    echo "the kernel reports: ${sb#*] }"
+    echo "firmware accepted the UKI; the kernel says: $line"
+  else
+    echo "the UKI did not boot; serial log: $work/serial.log" >&2; exit 1
+  fi
+
+  say "key rotation: a second db key appended with bootseal keys auth, applied from Linux (efivarfs)"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=bootseal demo db 2" \
+    -keyout "$work/db2.key" -out "$work/db2.crt" 2>/dev/null
+  "$BOOTSEAL" keys auth --var db --append --signer-key "$work/keys/KEK.key" \
+    --signer-cert "$work/keys/KEK.crt" "$work/db2.crt" -o "$work/db2.auth"
+  # A maintenance UKI (signed with the first db key) whose initramfs writes the update the way
+  # `efi-updatevar -a -f db2.auth db` does: attributes (NV|BS|RT|time-auth|append) + .auth,
+  # in one write to efivarfs, after clearing the immutable flag efivarfs puts on db.
+  mird="$work/rotate-initrd"; rm -rf "$mird"; mkdir -p "$mird/bin" "$mird/proc" "$mird/sys"
+  cp "$x/bin/busybox" "$mird/bin/busybox"
+  cp "$x/lib/modules/$kver/kernel/fs/efivarfs/efivarfs.ko" "$mird/efivarfs.ko"
+  cp /usr/bin/chattr "$mird/bin/chattr"
+  for lib in $(ldd /usr/bin/chattr | grep -o '/[^ ]*'); do cp --parents -L "$lib" "$mird"; done
+  { printf '\x67\x00\x00\x00'; cat "$work/db2.auth"; } > "$mird/db-append.var"
+  v=/sys/firmware/efi/efivars/db-d719b2cb-3d3a-4596-a3bc-dad00e67656f
+  printf '%s\n' '#!/bin/busybox sh' '/bin/busybox insmod /efivarfs.ko' \
+    '/bin/busybox mount -t sysfs sysfs /sys' \
+    '/bin/busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars' \
+    "/bin/chattr -i $v" \
+    "if /bin/busybox dd if=/db-append.var of=$v bs=1M conv=notrunc 2>/dev/null; then /bin/busybox echo 'bootseal-demo: db update applied'; else /bin/busybox echo 'bootseal-demo: db update FAILED'; fi" \
+    '/bin/busybox poweroff -f' > "$mird/init"
+  chmod +x "$mird/init"
+  (cd "$mird" && find . | cpio -o -H newc --quiet | gzip -9n) > "$work/rotate-initrd.img"
+  "$BOOTSEAL" build-uki --linux "$x/boot/vmlinuz-$kver" --initrd "$work/rotate-initrd.img" \
+    --os-release "$L/1/usr/lib/os-release" --stub "$x/usr/lib/systemd/boot/efi/linuxx64.efi.stub" \
+    --allow-section-overlap --cmdline "console=ttyS0 panic=-1" -o "$work/rotate.efi"
+  "$BOOTSEAL" sign --key "$work/keys/db.key" --cert "$work/keys/db.crt" "$work/rotate.efi" -o "$work/rotate.signed.efi"
+  # A UKI signed only by the new key (the demo image's initramfs: prints the command line).
+  "$BOOTSEAL" build-uki --linux "$x/boot/vmlinuz-$kver" --initrd "$L/3/usr/lib/modules/$kver/initramfs.img" \
+    --os-release "$L/1/usr/lib/os-release" --stub "$x/usr/lib/systemd/boot/efi/linuxx64.efi.stub" \
+    --allow-section-overlap --cmdline "console=ttyS0 panic=-1 bootseal-demo=db2" -o "$work/db2-uki.efi"
+  "$BOOTSEAL" sign --key "$work/db2.key" --cert "$work/db2.crt" "$work/db2-uki.efi" -o "$work/db2-uki.signed.efi"
+  printf 'timeout 0\n' > "$work/loader2.conf"
+  sdboot="$work/sealed-top/usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed"
+  esp_with "$work/esp2.img" "$sdboot:EFI/BOOT/BOOTX64.EFI" "$work/loader2.conf:loader/loader.conf" \
+    "$work/db2-uki.signed.efi:EFI/Linux/db2.efi"
+  boot_esp "$work/esp2.img" "Command line: "
+  if grep -qE "Access Denied|Security Violation" "$work/serial.log"; then
+    echo "before the update, the firmware refuses the UKI signed by the new key"
+  else
+    echo "the UKI signed by the new key was not refused before the update" >&2; exit 1
+  fi
+  esp_with "$work/esp3.img" "$sdboot:EFI/BOOT/BOOTX64.EFI" "$work/loader2.conf:loader/loader.conf" \
+    "$work/rotate.signed.efi:EFI/Linux/rotate.efi"
+  boot_esp "$work/esp3.img" "bootseal-demo: db update"
+  tr -d '\r' < "$work/serial.log" | grep -m1 "bootseal-demo: db update applied" || {
+    echo "the db update was not applied; serial log: $work/serial.log" >&2; exit 1; }
+  boot_esp "$work/esp2.img" "Command line: "
   line=$(tr -d '\r' < "$work/serial.log" | grep -m1 "Command line: " || true)
-  if [ -n "$line" ]; then echo "firmware accepted the UKI; the kernel says: $line"; else
-    echo "the UKI did not boot; serial log: $work/serial.log" >&2; exit 1; fi
+  if [ -n "$line" ]; then echo "after the update, the UKI signed by the new key boots: $line"; else
+    echo "the UKI signed by the new key did not boot after the update; serial log: $work/serial.log" >&2; exit 1; fi
 fi
 say "done; work files are in $work"

@@ -9,6 +9,7 @@ pub mod authenticode;
 pub mod cli;
 pub mod cmdline;
 pub mod digest;
+pub mod efi_keys;
 pub mod layer_stream;
 pub mod layer_writer;
 pub mod manifest;

@@ -1,6 +1,8 @@
 //! README's first command, `demo/seal-demo.sh --boot`, does the whole job on its embedded
-//! default: builds a bootc-like image from Debian packages, starts a registry, seals, verifies,
-//! and boots the sealed UKI under OVMF Secure Boot.
+//! default: builds a bootc-like image from Debian packages, starts a registry, creates Secure
+//! Boot keys, seals with `--enroll-keys`, verifies, and boots a blank OVMF (setup mode) on which
+//! systemd-boot enrolls the keys from the sealed image before the sealed UKI boots; then a second
+//! db certificate (`keys auth --append`) is applied through efivarfs and a UKI signed by it boots.
 
 mod common;
 
@@ -42,5 +44,25 @@ fn readme_demo_seals_verifies_and_boots() {
     assert!(
         booted.contains(&format!("Command line: composefs={digest} rw")),
         "{booted}"
+    );
+    assert!(
+        text.contains("Enrolling secure boot keys from directory: \\loader\\keys\\auto"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the kernel reports: secureboot: Secure boot enabled"),
+        "{text}"
+    );
+    assert!(
+        text.contains("before the update, the firmware refuses the UKI signed by the new key")
+            && text.contains("bootseal-demo: db update applied")
+            && text.contains("after the update, the UKI signed by the new key boots")
+            && text.contains("bootseal-demo=db2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ok] enrollment payload auto")
+            && text.contains("[ok] UKI signature chains to db of auto"),
+        "{text}"
     );
 }

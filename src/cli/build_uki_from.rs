@@ -44,6 +44,8 @@ pub struct FromImageArgs {
     pub composefs: ComposefsArgArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub enroll: super::enroll::EnrollArgs,
 }
 
 /// `--stub-from IMAGE`: the stub for the platform's architecture out of another image.
@@ -108,6 +110,7 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
         compat: a.format.composefs_compat,
         composefs_arg: a.composefs.composefs_arg,
         allow_missing_verity: a.composefs.allow_missing_verity,
+        enrollment: a.enroll.load()?,
         ..Default::default()
     };
     let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;

@@ -4,7 +4,9 @@ pub mod build_uki;
 mod build_uki_from;
 mod completions;
 mod digest;
+mod enroll;
 pub mod inspect;
+mod keys;
 mod man;
 mod options;
 mod seal;
@@ -50,6 +52,8 @@ pub enum Command {
     VerifyPe(verify_pe::Args),
     /// Show a UKI's sections, cmdline, uname, os-release, signatures and PCR 11.
     Inspect(inspect::Args),
+    /// Create Secure Boot keys (PK, KEK, db) and signed enrollment updates (.auth)
+    Keys(keys::Args),
     /// Print a shell completion script (bash, zsh, fish, ...)
     Completions(completions::Args),
     /// Print the manual page (or write one per subcommand with --out-dir)
@@ -90,6 +94,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sign(a) => sign::run(a),
         Command::VerifyPe(a) => verify_pe::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Keys(a) => keys::run(a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
     }

@@ -91,6 +91,8 @@ pub struct Args {
     /// Directory of *.crt CA certificates (both sides)
     #[arg(long)]
     cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    enroll: super::enroll::EnrollArgs,
 }
 
 fn parse_label(s: &str) -> anyhow::Result<(String, String)> {
@@ -172,6 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         base_name: from.registry_name(),
         jobs: args.jobs.max(1),
         progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
+        enrollment: args.enroll.load()?,
     };
     let source = source::open(&from, &src_opts)?;
     let sink = crate::sink::open(&to, &dst_opts)?;

@@ -105,7 +105,13 @@ pub fn prepare(
     };
     let signed_bootloader = signed_bootloader(&inputs, opts).map_err(err)?;
     let date = sealed_date(&base.config, opts);
-    let layer = sealing_layer(&inputs, signed_bootloader, date.unix, opts);
+    let mut layer = sealing_layer(&inputs, signed_bootloader, date.unix, opts);
+    if let Some(enrollment) = &opts.enrollment {
+        super::enroll::check_trusted(enrollment, opts).map_err(err)?;
+        layer
+            .entries
+            .extend(super::enroll::layer_entries(ingested.tree(), enrollment));
+    }
     ingested
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;

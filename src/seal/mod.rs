@@ -4,6 +4,7 @@
 //! copied), the new layer streamed, the config, and the manifest (or index) last.
 
 mod boot_inputs;
+pub(crate) mod enroll;
 mod image;
 pub mod policy;
 mod write;
@@ -64,6 +65,8 @@ pub struct SealOptions {
     pub base_name: Option<String>,
     pub jobs: usize,
     pub progress: crate::progress::Progress,
+    /// Secure Boot enrollment payloads to carry for `bootc install` (`--enroll-keys`).
+    pub enrollment: Option<crate::efi_keys::Enrollment>,
 }
 
 impl Default for SealOptions {
@@ -89,6 +92,7 @@ impl Default for SealOptions {
             base_name: None,
             jobs: 4,
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
+            enrollment: None,
         }
     }
 }

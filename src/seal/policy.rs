@@ -63,7 +63,8 @@ pub fn verify(
     let capture = CaptureSet::new()
         .with(UKIS)
         .with(SIGNED_BOOTLOADERS)
-        .with(KERNELS);
+        .with(KERNELS)
+        .with(super::enroll::PAYLOADS);
     let opts = DigestOptions {
         erofs_version: policy.erofs_version,
         compat: policy.compat,
@@ -178,6 +179,17 @@ pub fn verify(
             }
         }
     }
+    // Enrollment payloads (`seal --enroll-keys`): checked whether or not --cert is given.
+    let bootloaders: Vec<(String, Vec<u8>)> = captured
+        .matching(SIGNED_BOOTLOADERS)
+        .into_iter()
+        .filter_map(|p| captured.read(p).ok().map(|b| (p.to_string(), b)))
+        .collect();
+    checks.extend(super::enroll::verify_checks(
+        &captured,
+        uki_bytes.as_deref(),
+        &bootloaders,
+    ));
     let ok = checks.iter().all(|c| c.ok);
     Ok(Verdict {
         image: image.name.clone(),

@@ -87,44 +87,7 @@ pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
     let esp = make_esp(d.path(), efi);
     let serial = d.path().join("serial.log");
     std::fs::write(&serial, b"").unwrap();
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-machine",
-            "q35,smm=on",
-            "-accel",
-            "tcg",
-            "-smp",
-            "2",
-            "-m",
-            "1024",
-        ])
-        .args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ))
-        .arg("-drive")
-        .arg(format!("if=none,id=esp,format=raw,file={}", esp.display()))
-        .args(["-device", "virtio-blk-pci,drive=esp,bootindex=1"])
-        .args([
-            "-nic",
-            "none",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut qemu = qemu_command(&vars, &esp, &serial, true)
         .spawn()
         .expect("start qemu-system-x86_64");
     let start = Instant::now();
@@ -160,6 +123,143 @@ pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
     eprintln!(
         "boot {}: {verdict:?} after {:?}",
         efi.display(),
+        start.elapsed()
+    );
+    (verdict, log)
+}
+
+/// QEMU q35 with SMM, the Secure Boot OVMF build, `vars` as the variable store and `esp` as
+/// the boot disk, the first serial port to `serial`; `no_reboot` turns a reset into an exit.
+fn qemu_command(vars: &Path, esp: &Path, serial: &Path, no_reboot: bool) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args([
+        "-machine",
+        "q35,smm=on",
+        "-accel",
+        "tcg",
+        "-smp",
+        "2",
+        "-m",
+        "1024",
+    ])
+    .args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=1,file={}",
+        vars.display()
+    ))
+    .arg("-drive")
+    .arg(format!("if=none,id=esp,format=raw,file={}", esp.display()))
+    .args(["-device", "virtio-blk-pci,drive=esp,bootindex=1"])
+    .args(["-nic", "none", "-display", "none", "-monitor", "none"])
+    .arg("-serial")
+    .arg(format!("file:{}", serial.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if no_reboot {
+        c.arg("-no-reboot");
+    }
+    c
+}
+
+/// A FAT ESP image holding `files` (source, path on the ESP like `loader/keys/auto/db.auth`).
+pub fn make_esp_tree(dir: &Path, files: &[(PathBuf, String)]) -> PathBuf {
+    let esp = dir.join("esp.img");
+    let bytes: u64 = files
+        .iter()
+        .map(|(src, _)| std::fs::metadata(src).unwrap().len())
+        .sum();
+    let _ = std::fs::remove_file(&esp);
+    run_ok(
+        Command::new("mkfs.vfat")
+            .arg("-C")
+            .arg("-n")
+            .arg("ESP")
+            .arg(&esp)
+            .arg((bytes / 1024 * 5 / 4 + 8192).to_string()),
+    );
+    let mut made = std::collections::BTreeSet::new();
+    for (src, dest) in files {
+        let mut path = String::new();
+        let parts: Vec<&str> = dest.split('/').collect();
+        for p in &parts[..parts.len() - 1] {
+            path = format!("{path}/{p}");
+            if made.insert(path.clone()) {
+                run_ok(
+                    Command::new("mmd")
+                        .env("MTOOLS_SKIP_CHECK", "1")
+                        .arg("-i")
+                        .arg(&esp)
+                        .arg(format!("::{path}")),
+                );
+            }
+        }
+        run_ok(
+            Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(&esp)
+                .arg(src)
+                .arg(format!("::/{dest}")),
+        );
+    }
+    esp
+}
+
+/// Boot the ESP `esp` with the variable store `vars` (changed in place: enrollment persists),
+/// resets allowed (systemd-boot resets after enrolling). Booted once the kernel printed its
+/// command line and its Secure Boot state ("secureboot: Secure boot ..."); Rejected on the
+/// firmware's refusal. Returns the verdict and the whole serial log.
+pub fn boot_esp(vars: &Path, esp: &Path) -> (Verdict, String) {
+    require_qemu_parts();
+    let _one_at_a_time = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let d = scratch();
+    let serial = d.path().join("serial.log");
+    std::fs::write(&serial, b"").unwrap();
+    let mut qemu = qemu_command(vars, esp, &serial, false)
+        .spawn()
+        .expect("start qemu-system-x86_64");
+    let start = Instant::now();
+    let mut log;
+    let verdict = loop {
+        log =
+            String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
+        let cmdline = log.lines().find(|l| l.contains("Command line: "));
+        if let Some(l) = cmdline
+            && log.contains("secureboot: Secure boot")
+        {
+            break Verdict::Booted(l.to_string());
+        }
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("Access Denied") || l.contains("Security Violation"))
+        {
+            break Verdict::Rejected(l.to_string());
+        }
+        let exited = qemu.try_wait().unwrap().is_some();
+        if exited || start.elapsed() > GIVE_UP {
+            let mut err = String::new();
+            if exited {
+                qemu.stderr.take().unwrap().read_to_string(&mut err).ok();
+            }
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
+            break Verdict::Nothing(format!(
+                "qemu exited={exited} stderr={err}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    eprintln!(
+        "boot {}: {verdict:?} after {:?}",
+        esp.display(),
         start.elapsed()
     );
     (verdict, log)

@@ -1,0 +1,145 @@
+//! `bootseal keys`: create a Secure Boot key set (PK, KEK, db with .esl/.auth) and sign
+//! variable updates for key rotation ([`crate::efi_keys`]).
+
+use super::{passphrase, write_output};
+use crate::efi_keys::{self, EfiTime, Guid, SecureBootVar, esl};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use der::Encode;
+use std::path::PathBuf;
+
+/// Secure Boot keys and enrollment payloads.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create PK, KEK and db key pairs, signature lists and setup-mode .auth updates in DIR
+    Create(CreateArgs),
+    /// Sign an update (.auth) of PK, KEK, db or dbx with the key that owns that variable
+    Auth(AuthArgs),
+}
+
+/// `keys create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Directory to write PK.key PK.crt PK.cer PK.esl PK.auth, KEK.*, db.*, GUID.txt into
+    pub dir: PathBuf,
+    /// Certificate subjects are "CN=<TEXT> PK", "CN=<TEXT> KEK", "CN=<TEXT> db"
+    #[arg(long, value_name = "TEXT", default_value = "bootseal")]
+    pub subject_prefix: String,
+    /// RSA key size
+    #[arg(long, default_value = "2048", value_parser = bits_parser())]
+    pub bits: usize,
+    /// SignatureOwner GUID of the list entries (default: random)
+    #[arg(long, value_name = "GUID")]
+    pub owner_guid: Option<String>,
+    /// Certificate lifetime in days
+    #[arg(long, default_value_t = 3650)]
+    pub days: u64,
+}
+
+/// `keys auth`.
+#[derive(Debug, clap::Args)]
+pub struct AuthArgs {
+    /// Variable to update: PK, KEK, db or dbx
+    #[arg(long, value_name = "VAR")]
+    pub var: String,
+    /// Private key owning the variable (PK for PK and KEK, a KEK for db and dbx)
+    #[arg(long, value_name = "FILE")]
+    pub signer_key: PathBuf,
+    /// Certificate of --signer-key
+    #[arg(long, value_name = "FILE")]
+    pub signer_cert: PathBuf,
+    /// File holding the passphrase of an encrypted --signer-key
+    #[arg(long)]
+    pub key_pass_file: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted --signer-key
+    #[arg(long)]
+    pub key_pass_env: Option<String>,
+    /// Certificates (PEM or DER) to put in the variable; none with --append is refused, none
+    /// without it deletes the variable
+    pub certs: Vec<PathBuf>,
+    /// Add to the variable (EFI_VARIABLE_APPEND_WRITE) instead of replacing it
+    #[arg(long)]
+    pub append: bool,
+    /// SignatureOwner GUID of the new entries (default: random)
+    #[arg(long, value_name = "GUID")]
+    pub owner_guid: Option<String>,
+    /// Output .auth file
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// 2048, 3072 or 4096.
+fn bits_parser() -> impl clap::builder::TypedValueParser<Value = usize> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["2048", "3072", "4096"])
+        .map(|s| s.parse::<usize>().unwrap_or(2048))
+}
+
+/// Run `keys`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        KeysCommand::Create(a) => create(a),
+        KeysCommand::Auth(a) => auth(a),
+    }
+}
+
+fn owner(text: Option<&str>) -> anyhow::Result<Guid> {
+    Ok(match text {
+        Some(t) => Guid::parse(t).context("--owner-guid")?,
+        None => Guid::random(),
+    })
+}
+
+fn create(a: CreateArgs) -> anyhow::Result<()> {
+    let opts = efi_keys::create::CreateOptions {
+        subject_prefix: a.subject_prefix,
+        bits: a.bits,
+        owner: owner(a.owner_guid.as_deref())?,
+        time: EfiTime::now(),
+        valid_days: a.days,
+    };
+    let files = efi_keys::create::create(&a.dir, &opts)
+        .with_context(|| format!("cannot create Secure Boot keys in {}", a.dir.display()))?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+fn auth(a: AuthArgs) -> anyhow::Result<()> {
+    let var = SecureBootVar::parse(&a.var)
+        .with_context(|| format!("--var {:?}: expected PK, KEK, db or dbx", a.var))?;
+    if a.append && a.certs.is_empty() {
+        bail!("--append needs at least one certificate");
+    }
+    let owner = owner(a.owner_guid.as_deref())?;
+    let mut data = Vec::new();
+    for c in &a.certs {
+        let cert = super::read_certificate(c)?;
+        let der = cert
+            .to_der()
+            .with_context(|| format!("certificate {}", c.display()))?;
+        data.extend(esl::x509_list(owner, &der));
+    }
+    // A file or a pkcs11: URI, like every other key bootseal takes.
+    let opts = crate::signer::OpenOptions {
+        passphrase: passphrase(a.key_pass_file.as_deref(), a.key_pass_env.as_deref())?,
+        ..Default::default()
+    };
+    let signer = crate::signer::open_certified(
+        &crate::signer::KeyLocation::parse(&a.signer_key)?,
+        &crate::signer::KeyLocation::parse(&a.signer_cert)?,
+        &opts,
+    )
+    .with_context(|| format!("signer key {}", a.signer_key.display()))?;
+    let update = efi_keys::auth::build(var, &data, EfiTime::now(), a.append, &signer)
+        .with_context(|| format!("cannot sign the {} update", var.name()))?;
+    write_output(&a.output, &update)
+}
