@@ -44,7 +44,8 @@ pub struct SealOptions {
     /// Accept a merged `.sbat` overlapping the next section of an old (systemd 252) stub.
     pub allow_section_overlap: bool,
     pub labels: Vec<(String, String)>,
-    pub compression: LayerCompression,
+    /// The new layer's compression; None: by manifest family ([`LayerCompression::default_for`]).
+    pub compression: Option<LayerCompression>,
     pub erofs_version: ErofsVersion,
     pub source_date_epoch: u64,
     /// The base image's name recorded in `org.opencontainers.image.base.name`.
@@ -67,7 +68,7 @@ impl Default for SealOptions {
             stub: None,
             allow_section_overlap: false,
             labels: vec![("containers.bootc".into(), "sealed".into())],
-            compression: LayerCompression::Gzip,
+            compression: None,
             erofs_version: ErofsVersion::V1,
             source_date_epoch: 0,
             base_name: String::new(),

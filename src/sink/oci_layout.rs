@@ -126,6 +126,10 @@ impl Sink for OciLayoutSink {
         self.store(desc, reader)
     }
 
+    fn put_blob_bytes(&self, desc: &Descriptor, bytes: bytes::Bytes) -> Result<(), SinkError> {
+        self.store(desc, Box::new(std::io::Cursor::new(bytes)))
+    }
+
     fn put_manifest(&self, doc: &Document, tag: Option<&str>) -> Result<(), SinkError> {
         for blob in referenced_blobs(doc).map_err(SinkError)? {
             if !self.has_blob(&blob)? {

@@ -5,10 +5,10 @@ mod oci_archive;
 pub mod oci_layout;
 mod registry;
 
+pub use crate::registry::RegistryOptions;
 pub use oci_archive::OciArchiveSource;
 pub use oci_layout::OciLayoutSource;
-pub(crate) use registry::describe_error;
-pub use registry::{RegistryOptions, RegistrySource, build_client, extra_roots};
+pub use registry::RegistrySource;
 
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;
