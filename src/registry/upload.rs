@@ -117,12 +117,12 @@ impl RegistryClient {
         // mount with 401 (research/registry.md §1.4). Ask for both in one token, cached under
         // its own scope so the push token stays as it is.
         let scope = format!("{} repository:{from}:pull", push_scope(repository));
-        let url = self.url(&format!(
-            "/v2/{repository}/blobs/uploads/?mount={digest}&from={from}"
-        ));
+        let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
         let what = format!("mount {digest} from {from}");
         let response = self.send(&what, &scope, &mut |c| {
-            c.post(&url).header(CONTENT_LENGTH, "0")
+            c.post(&url)
+                .query(&[("mount", digest), ("from", from)])
+                .header(CONTENT_LENGTH, "0")
         })?;
         match response.status().as_u16() {
             201 => Ok(Mount::Mounted),
