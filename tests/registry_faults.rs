@@ -52,8 +52,27 @@ fn injected_faults_are_retried_and_the_result_matches_a_clean_run() {
 
     // The clean run goes through the same proxy, so the base name recorded in the sealed
     // manifest is the same in both runs.
+    let started = Instant::now();
     let clean = digest_of(&seal(&proxy, "os/base:1", "os/clean:1", &keys, &[]));
+    eprintln!("clean run: {:?}", started.elapsed());
     assert!(proxy.injected().is_empty());
+    let requests = proxy.requests();
+    // The source tag is read once; everything after goes by digest (no tag race).
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with("GET /v2/os/base/manifests/") && !r.contains("sha256:"))
+            .count(),
+        1,
+        "{requests:#?}"
+    );
+    // HTTPS was tried once for the registry (source and sink share the decision), then plain
+    // HTTP: never a fallback after a failed request.
+    assert_eq!(
+        requests.iter().filter(|r| *r == "TLS handshake").count(),
+        1,
+        "{requests:#?}"
+    );
 
     proxy.clear_log();
     proxy.set_rules(vec![
@@ -80,6 +99,7 @@ fn injected_faults_are_retried_and_the_result_matches_a_clean_run() {
     );
     let elapsed = start.elapsed();
     let injected = proxy.injected();
+    eprintln!("faulty run: {elapsed:?}, injected: {injected:#?}");
     let faulty = digest_of(&out);
     for kind in [
         "503 GET",
@@ -146,6 +166,7 @@ fn exhausted_retries_fail_in_bounded_time_naming_the_registry_error() {
     let elapsed = start.elapsed();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("exhausted run: {elapsed:?}: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(
         stderr.contains("HTTP 503") && stderr.contains("registry is in read-only maintenance"),

@@ -41,8 +41,9 @@ impl RegistrySink {
         self.mounted.load(Ordering::Relaxed)
     }
 
+    // Errors after `new` do not repeat the destination's name: the seal names it once.
     fn err(&self, what: &str, e: impl std::fmt::Display) -> SinkError {
-        SinkError(format!("{}: {what}: {e}", self.name()))
+        SinkError(format!("{what}: {e}"))
     }
 
     fn repository(&self) -> &str {
@@ -69,12 +70,11 @@ impl RegistrySink {
     ) -> Result<(), SinkError> {
         self.client
             .upload_blob(self.repository(), &desc.digest, desc.size, open)
-            .map_err(|e| SinkError(format!("{}: {e}", self.name())))?;
+            .map_err(|e| SinkError(e.to_string()))?;
         self.written.fetch_add(desc.size, Ordering::Relaxed);
         if !self.has_blob(desc)? {
             return Err(SinkError(format!(
-                "{}: blob {} is not present after upload",
-                self.name(),
+                "blob {} is not present after upload",
                 desc.digest
             )));
         }
@@ -90,7 +90,7 @@ impl Sink for RegistrySink {
     fn has_blob(&self, desc: &Descriptor) -> Result<bool, SinkError> {
         self.client
             .has_blob(self.repository(), &desc.digest, &self.scope)
-            .map_err(|e| SinkError(format!("{}: {e}", self.name())))
+            .map_err(|e| SinkError(e.to_string()))
     }
 
     fn copy_blob(&self, desc: &Descriptor, source: &dyn ImageSource) -> Result<(), SinkError> {
@@ -147,12 +147,11 @@ impl Sink for RegistrySink {
                 DocumentKind::Index => self
                     .client
                     .has_manifest(self.repository(), &blob.digest, MANIFEST_TYPES, &self.scope)
-                    .map_err(|e| SinkError(format!("{}: {e}", self.name())))?,
+                    .map_err(|e| SinkError(e.to_string()))?,
             };
             if !present {
                 return Err(SinkError(format!(
-                    "{}: refusing to push manifest {}: {} is missing",
-                    self.name(),
+                    "refusing to push manifest {}: {} is missing",
                     doc.digest(),
                     blob.digest
                 )));
@@ -167,7 +166,7 @@ impl Sink for RegistrySink {
                 Bytes::from(doc.bytes.clone()),
                 &doc.media_type,
             )
-            .map_err(|e| SinkError(format!("{}: {e}", self.name())))?;
+            .map_err(|e| SinkError(e.to_string()))?;
         self.written
             .fetch_add(doc.bytes.len() as u64, Ordering::Relaxed);
         Ok(())

@@ -56,6 +56,12 @@ pub trait ImageSource: Send + Sync {
         None
     }
 
+    /// The local file of a blob this source has already read in full and verified in this
+    /// run (OCI layouts), so a sink can copy the file without hashing it again.
+    fn verified_blob_file(&self, _desc: &Descriptor) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// A small blob (a config) read whole and verified.
     fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {
         const MAX_SMALL_BLOB: u64 = 16 << 20;

@@ -107,7 +107,8 @@ impl FaultProxy {
         self.state.lock().unwrap().injected.clone()
     }
 
-    /// `"METHOD PATH"` of every request seen (`"METHOD PATH range"` with a Range header).
+    /// `"METHOD PATH"` of every request seen (`"METHOD PATH range"` with a Range header,
+    /// `"TLS handshake"` for a refused HTTPS attempt).
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -129,6 +130,14 @@ impl Drop for FaultProxy {
 fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
+    // A TLS ClientHello (a client probing for HTTPS): refuse it as Go's net/http does, at once.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        state.lock().unwrap().requests.push("TLS handshake".into());
+        let mut w = client.try_clone()?;
+        w.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
