@@ -106,10 +106,11 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Every tag of a repository, following `Link: <…>; rel="next"` pages.
-    pub fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+    /// Every tag of a repository, asked for `page` at a time, following
+    /// `Link: <…>; rel="next"` pages.
+    pub fn list_tags(&self, repository: &str, page: usize) -> Result<Vec<String>, RegistryError> {
         let scope = pull_scope(repository);
-        let mut next = Some(format!("/v2/{repository}/tags/list?n=1000"));
+        let mut next = Some(format!("/v2/{repository}/tags/list?n={}", page.max(1)));
         let mut tags = Vec::new();
         let mut pages = 0;
         while let Some(path) = next.take() {

@@ -5,9 +5,9 @@
 use super::{ImageSource, SourceError};
 use crate::manifest::{Descriptor, Document, DocumentKind};
 use crate::verify::ContentDigest;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 

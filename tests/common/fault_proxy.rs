@@ -134,7 +134,9 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::R
     if reader.fill_buf()?.first() == Some(&0x16) {
         state.lock().unwrap().requests.push("TLS handshake".into());
         let mut w = client.try_clone()?;
-        w.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")?;
+        w.write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        )?;
         let _ = client.shutdown(Shutdown::Both);
         return Ok(());
     }
