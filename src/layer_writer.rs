@@ -172,39 +172,65 @@ impl LayerContents {
 
     /// Compresses the tar into `out`, returning its digests. Deterministic: same contents,
     /// same bytes (gzip header without name or time; zstd without checksum options changing).
-    pub fn write_blob(
+    pub fn write_blob<W: Write + Send>(
         &self,
         compression: LayerCompression,
-        out: impl Write,
+        out: W,
     ) -> io::Result<WrittenLayer> {
-        let mut blob = HashingWriter::new(out);
-        let mut tar_hash = Sha256::new();
-        let mut tar_size = 0u64;
-        {
-            let sink: Box<dyn Write + '_> = match compression {
-                LayerCompression::Gzip => Box::new(
-                    flate2::GzBuilder::new()
-                        .mtime(0)
-                        .operating_system(255)
-                        .write(&mut blob, flate2::Compression::new(6)),
-                ),
-                LayerCompression::Zstd => Box::new(zstd::Encoder::new(&mut blob, 3)?.auto_finish()),
-                LayerCompression::None => Box::new(&mut blob),
+        // Two stages overlapped on two threads: tar + diff_id hash here, compression + blob
+        // hash in the other, 1 MiB chunks in between.
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        std::thread::scope(|scope| {
+            let compressor = scope.spawn(move || -> io::Result<(String, u64)> {
+                let mut blob = HashingWriter::new(out);
+                match compression {
+                    LayerCompression::Gzip => {
+                        let mut enc = flate2::GzBuilder::new()
+                            .mtime(0)
+                            .operating_system(255)
+                            .write(&mut blob, flate2::Compression::new(6));
+                        for chunk in rx {
+                            enc.write_all(&chunk)?;
+                        }
+                        enc.finish()?;
+                    }
+                    LayerCompression::Zstd => {
+                        let mut enc = zstd::Encoder::new(&mut blob, 3)?;
+                        for chunk in rx {
+                            enc.write_all(&chunk)?;
+                        }
+                        enc.finish()?;
+                    }
+                    LayerCompression::None => {
+                        for chunk in rx {
+                            blob.write_all(&chunk)?;
+                        }
+                    }
+                }
+                blob.flush()?;
+                Ok((hex::encode(blob.hasher.finalize()), blob.count))
+            });
+            let mut tar_hash = Sha256::new();
+            let mut tar_size = 0u64;
+            let tar_result = {
+                let mut chunks = ChunkSender {
+                    buf: Vec::with_capacity(TAR_CHUNK),
+                    tx,
+                    hasher: &mut tar_hash,
+                    count: &mut tar_size,
+                };
+                self.write_tar(&mut chunks).and_then(|()| chunks.send())
             };
-            let mut tee = TeeHasher {
-                inner: sink,
-                hasher: &mut tar_hash,
-                count: &mut tar_size,
-            };
-            self.write_tar(&mut tee)?;
-            tee.flush()?;
-        }
-        blob.flush()?;
-        Ok(WrittenLayer {
-            diff_id: format!("sha256:{}", hex::encode(tar_hash.finalize())),
-            digest: format!("sha256:{}", hex::encode(blob.hasher.finalize())),
-            size: blob.count,
-            uncompressed_size: tar_size,
+            let (blob_hex, size) = compressor
+                .join()
+                .map_err(|_| io::Error::other("layer compression thread panicked"))??;
+            tar_result?;
+            Ok(WrittenLayer {
+                diff_id: format!("sha256:{}", hex::encode(tar_hash.finalize())),
+                digest: format!("sha256:{blob_hex}"),
+                size,
+                uncompressed_size: tar_size,
+            })
         })
     }
 
@@ -257,21 +283,41 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-struct TeeHasher<'a, W> {
-    inner: W,
+/// Bytes of the tar in chunks between the two stages of `write_blob`.
+const TAR_CHUNK: usize = 1 << 20;
+
+/// Hashes and counts the tar as it is written and hands it on in chunks.
+struct ChunkSender<'a> {
+    buf: Vec<u8>,
+    tx: crossbeam_channel::Sender<Vec<u8>>,
     hasher: &'a mut Sha256,
     count: &'a mut u64,
 }
 
-impl<W: Write> Write for TeeHasher<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        *self.count += n as u64;
-        Ok(n)
+impl ChunkSender<'_> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "layer compression stopped"))
+    }
+}
+
+impl Write for ChunkSender<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.hasher.update(data);
+        *self.count += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= TAR_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 
