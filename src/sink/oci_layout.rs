@@ -113,11 +113,21 @@ impl Sink for OciLayoutSink {
 
     fn copy_blob(&self, desc: &Descriptor, source: &dyn ImageSource) -> Result<(), SinkError> {
         if let Some(file) = source.verified_blob_file(desc) {
-            // Verified when it was read for the digest: a kernel-side copy (copy_file_range,
-            // a reflink where the filesystem can) instead of reading and hashing it again.
+            // Verified when it was read for the digest. Blobs are content-addressed files that
+            // tools replace, never edit in place, so a hard link is a safe copy and writes no
+            // data; across filesystems, a kernel-side copy (a reflink where possible).
             let path = self.blob_path(&desc.digest)?;
             let parent = path.parent().expect("blob dir");
             std::fs::create_dir_all(parent)?;
+            match std::fs::hard_link(&file, &path) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists && self.has_blob(desc)? =>
+                {
+                    return Ok(());
+                }
+                Err(_) => {}
+            }
             let tmp = tempfile::NamedTempFile::new_in(parent)?;
             let n = std::fs::copy(&file, tmp.path())
                 .map_err(|e| SinkError(format!("blob {}: {e}", desc.digest)))?;
