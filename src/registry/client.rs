@@ -210,6 +210,38 @@ impl RegistryClient {
         }
     }
 
+    /// One attempt whose request cannot be built twice (its body is a stream): a 401 drops the
+    /// cached token and comes back as a transient failure, so the caller starts over.
+    pub(super) fn send_one_shot(
+        &self,
+        what: &str,
+        scope: &str,
+        build: impl FnOnce(&Client) -> RequestBuilder,
+    ) -> Result<Response, Failure> {
+        let request = self.authorize(build(&self.http), scope)?;
+        let response = request.send().map_err(|e| transport_failure(what, &e))?;
+        let status = response.status().as_u16();
+        if status == 401 {
+            let challenge = challenge_of(&response);
+            if challenge != Challenge::None {
+                *self.challenge.lock().expect("lock") = challenge;
+            }
+            self.tokens.lock().expect("lock").remove(scope);
+            return Err(Failure::transient(format!(
+                "{what}: HTTP 401 (credentials renewed for the next attempt)"
+            )));
+        }
+        if transient_status(status) {
+            let retry_after = retry_after(&response);
+            let body = response.bytes().unwrap_or_default();
+            return Err(Failure {
+                retry_after,
+                ..Failure::transient(format!("{what}: HTTP {status}{}", error_text(&body)))
+            });
+        }
+        Ok(response)
+    }
+
     /// Adds credentials as the registry's challenge asks: Basic, or a bearer token for `scope`.
     fn authorize(&self, request: RequestBuilder, scope: &str) -> Result<RequestBuilder, Failure> {
         let challenge = self.challenge.lock().expect("lock").clone();

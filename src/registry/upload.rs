@@ -59,17 +59,11 @@ impl RegistryClient {
         // timeout covers sending the whole body), assuming at least 256 KiB/s.
         let body = open().map_err(Failure::permanent)?;
         let limit = self.timeout + Duration::from_secs(size / (256 * 1024));
-        let mut body = Some(body);
-        let response = self.send_once("PATCH upload", &scope, &mut |c| {
-            let rb = c
-                .patch(&location)
+        let response = self.send_one_shot("PATCH upload", &scope, |c| {
+            c.patch(&location)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .timeout(limit);
-            match body.take() {
-                Some(b) => rb.body(b),
-                // Re-sent after a 401: the content cannot be replayed in this session.
-                None => rb.body(Vec::new()),
-            }
+                .timeout(limit)
+                .body(body)
         })?;
         let location = self.location("PATCH upload", response, &[202])?;
 
