@@ -56,7 +56,8 @@ pub struct Args {
     /// systemd version of the stub, if its .sdmagic does not say.
     #[arg(long)]
     pub stub_version: Option<u32>,
-    /// Accept a merged .sbat overlapping the next stub section (old 512-byte-aligned stubs).
+    /// Write the merged .sbat over the stub's own even where it overlaps the next section
+    /// (ukify's layout; systemd 252 stubs then warn at boot). Default: move it after the stub's sections.
     #[arg(long)]
     pub allow_section_overlap: bool,
     /// Output UKI (unsigned).
@@ -104,6 +105,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(c) => Some(uki::normalize_cmdline(c).into_bytes()),
         None => None,
     };
+    // The low-level tool writes what it is given; say when that is not a sound sealed line.
+    if let Some(line) = cmdline.as_deref().map(String::from_utf8_lossy) {
+        match crate::cmdline::read_composefs(&line) {
+            Ok(arg) if arg.insecure => eprintln!(
+                "bootseal: warning: --cmdline: {} is the insecure form (fs-verity optional at boot)",
+                arg.token
+            ),
+            Err(crate::cmdline::CmdlineError::Missing) | Ok(_) => {}
+            Err(e) => eprintln!("bootseal: warning: --cmdline: {e}"),
+        }
+    }
     let sbat_texts = args
         .sbat
         .iter()

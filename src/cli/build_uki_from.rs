@@ -3,9 +3,9 @@
 //! `--bootloader-out` writes the image's unsigned systemd-boot to be signed first (its signed
 //! bytes are part of the sealed tree, so they must be known before the digest).
 
-use super::options::{RegistryArgs, parse_platform};
-use super::{read_input, write_output};
-use crate::digest::{self, DigestOptions, ErofsVersion};
+use super::options::{ComposefsArgArgs, DigestFormatArgs, RegistryArgs, parse_platform};
+use super::write_output;
+use crate::digest::{self, DigestOptions};
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
 use crate::seal::{SealOptions, efi_arch, prepare_image};
@@ -41,9 +41,10 @@ pub struct FromImageArgs {
     /// With --from: the sealed image keeps vmlinuz and initramfs.img
     #[arg(long)]
     pub keep_kernel: bool,
-    /// EROFS format of the digest: 1 or 2
-    #[arg(long, default_value = "1")]
-    pub erofs_version: ErofsVersion,
+    #[command(flatten)]
+    pub format: DigestFormatArgs,
+    #[command(flatten)]
+    pub composefs: ComposefsArgArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -74,7 +75,7 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
     let image = ImageRef::parse(a.from.as_deref().expect("--from")).map_err(anyhow::Error::msg)?;
     let source_opts = a.registry.source_options();
     let stub = match (&args.stub, &a.stub_from) {
-        (Some(p), _) => Some(read_input(p, "stub")?),
+        (Some(p), _) => Some(super::read_pe(p, "stub")?),
         (None, Some(img)) => Some(stub_from_image(img, a)?),
         (None, None) => None,
     };
@@ -82,6 +83,8 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
         let opts = SealOptions {
             sign_bootloader: false,
             stub: stub.clone(),
+            erofs_version: a.format.erofs_version,
+            compat: a.format.composefs_compat,
             ..Default::default()
         };
         let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;
@@ -111,11 +114,14 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
         bootloader: a
             .bootloader
             .as_ref()
-            .map(|p| read_input(p, "bootloader"))
+            .map(|p| super::read_pe(p, "bootloader"))
             .transpose()?,
         stub,
         allow_section_overlap: args.allow_section_overlap,
-        erofs_version: a.erofs_version,
+        erofs_version: a.format.erofs_version,
+        compat: a.format.composefs_compat,
+        composefs_arg: a.composefs.composefs_arg,
+        allow_missing_verity: a.composefs.allow_missing_verity,
         ..Default::default()
     };
     let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;

@@ -2,8 +2,10 @@
 
 pub mod build_uki;
 mod build_uki_from;
+mod completions;
 mod digest;
 pub mod inspect;
+mod man;
 mod options;
 mod seal;
 pub mod sign;
@@ -14,9 +16,17 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::Path;
 
+/// What `--version` prints after the name: the crate version, the composefs-rs semantics the
+/// digest follows (the `=0.9.0` pin in Cargo.toml) and the default EROFS format.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncomposefs digest: composefs-rs 0.9.0 (default; 0.9.4 with --composefs-compat)",
+    "\nEROFS format: V1 (default; V2 with --erofs-version 2)",
+);
+
 /// Seal bootc container images: composefs digest, UKI, Secure Boot signature.
 #[derive(Debug, Parser)]
-#[command(name = "bootseal", version, about)]
+#[command(name = "bootseal", version, long_version = LONG_VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -39,6 +49,10 @@ pub enum Command {
     VerifyPe(verify_pe::Args),
     /// Show a UKI's sections, cmdline, uname, os-release, signatures and PCR 11.
     Inspect(inspect::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...)
+    Completions(completions::Args),
+    /// Print the manual page (or write one per subcommand with --out-dir)
+    Man(man::Args),
 }
 
 /// Parses the command line and runs the subcommand; returns the process exit code.
@@ -75,12 +89,23 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sign(a) => sign::run(a),
         Command::VerifyPe(a) => verify_pe::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 
 /// Read a whole input file, naming it in the error.
 pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// Read a PE input (stub, kernel, boot loader, UKI) and refuse it, naming the file and the
+/// header field, unless [`crate::pe::PeHeaders::parse`] accepts it.
+pub(crate) fn read_pe(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = read_input(path, what)?;
+    crate::pe::PeHeaders::parse(&bytes)
+        .with_context(|| format!("{what} {} is not a usable PE image", path.display()))?;
+    Ok(bytes)
 }
 
 /// Read a whole input file into a Vec with `spare` bytes of extra capacity.

@@ -1,10 +1,9 @@
 //! `bootseal seal --from SRC --to DST --key KEY --cert CERT`: the unsealed image in, the sealed
 //! image out, in one pass.
 
-use super::options::parse_platform;
-use super::{passphrase, read_input};
+use super::options::{ComposefsArgArgs, DigestFormatArgs, parse_platform};
+use super::{passphrase, read_input, read_pe};
 use crate::authenticode::LocalKeySigner;
-use crate::digest::ErofsVersion;
 use crate::keys;
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
@@ -49,7 +48,8 @@ pub struct Args {
     /// Use this systemd stub instead of the image's
     #[arg(long)]
     stub: Option<PathBuf>,
-    /// Accept an old (systemd 252) stub whose merged .sbat overlaps its next section
+    /// Write the merged .sbat over the stub's own even where it overlaps the next section
+    /// (ukify's layout; systemd 252 stubs then warn at boot). Default: move it after the stub's sections
     #[arg(long)]
     allow_section_overlap: bool,
     /// Leave /usr/lib/modules/<kver>/{vmlinuz,initramfs.img} in place
@@ -65,9 +65,10 @@ pub struct Args {
     /// Docker schema2, which has no zstd layers)
     #[arg(long = "layer-compression", alias = "compression", value_name = "C")]
     compression: Option<LayerCompression>,
-    /// EROFS format of the digest: 1 or 2
-    #[arg(long, default_value = "1")]
-    erofs_version: ErofsVersion,
+    #[command(flatten)]
+    format: DigestFormatArgs,
+    #[command(flatten)]
+    composefs: ComposefsArgArgs,
     /// Parallel blob transfers
     #[arg(long, default_value_t = 4)]
     jobs: usize,
@@ -123,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let uki = match &args.uki {
-        Some(p) => UkiSource::Signed(read_input(p, "UKI")?),
+        Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
         None => UkiSource::Build,
     };
     if signer.is_none() && args.uki.is_none() {
@@ -136,11 +137,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         labels.push((k, v));
     }
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        Err(_) => 0,
+        Ok(v) => Some(
+            v.trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+        ),
+        Err(_) => None,
     };
     let opts = SealOptions {
         platforms: if args.platforms.is_empty() {
@@ -157,19 +159,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bootloader: args
             .bootloader
             .as_ref()
-            .map(|p| read_input(p, "bootloader"))
+            .map(|p| read_pe(p, "bootloader"))
             .transpose()?,
-        stub: args
-            .stub
-            .as_ref()
-            .map(|p| read_input(p, "stub"))
-            .transpose()?,
+        stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
         allow_section_overlap: args.allow_section_overlap,
         labels,
         compression: args.compression,
-        erofs_version: args.erofs_version,
+        erofs_version: args.format.erofs_version,
+        compat: args.format.composefs_compat,
+        composefs_arg: args.composefs.composefs_arg,
+        allow_missing_verity: args.composefs.allow_missing_verity,
         source_date_epoch,
-        base_name: from.to_string(),
+        base_name: from.registry_name(),
         jobs: args.jobs.max(1),
         progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
     };

@@ -9,6 +9,7 @@ pub mod image_builder;
 pub mod layout_input;
 pub mod realistic;
 pub mod reference;
+pub mod reference_094;
 pub mod reference_check;
 pub mod registry;
 pub mod secureboot;
@@ -191,6 +192,15 @@ pub fn initramfs(dir: &Path, pad_to: Option<usize>) -> PathBuf {
     )
     .unwrap();
     std::fs::write(tree.join("etc/os-release"), "ID=bootseal-test\n").unwrap();
+    // Fixed mtimes: the same initramfs (and so the same image digest) on every call.
+    run_ok(
+        Command::new("touch")
+            .args(["-d", "@1700000000"])
+            .arg(tree.join("init"))
+            .arg(tree.join("etc/os-release"))
+            .arg(tree.join("etc"))
+            .arg(&tree),
+    );
     let out = dir.join("initramfs.cpio");
     let file = std::fs::File::create(&out).unwrap();
     let mut child = Command::new("cpio")
@@ -266,26 +276,20 @@ pub fn pcr_keypair(dir: &Path) -> (PathBuf, PathBuf) {
     (key, public)
 }
 
-/// `bootseal seal --allow-section-overlap --from FROM --to TO --key --cert` (Debian 12's 252
-/// stub needs the overlap flag); callers add further flags.
+/// `bootseal seal --from FROM --to TO --key --cert` (Debian 12's 252 stub needs no extra
+/// flag); callers add further flags.
 pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
     let mut c = bootseal();
-    c.args([
-        "seal",
-        "--allow-section-overlap",
-        "--from",
-        from,
-        "--to",
-        to,
-    ])
-    .arg("--key")
-    .arg(&keys.key)
-    .arg("--cert")
-    .arg(&keys.cert);
+    c.args(["seal", "--from", from, "--to", to])
+        .arg("--key")
+        .arg(&keys.key)
+        .arg("--cert")
+        .arg(&keys.cert);
     c
 }
 
-/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel.
+/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel (Debian 12's 252
+/// stub: the merged `.sbat` is moved after the stub's sections, uki.md pitfall P1).
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
     let stub = require_file(STUB, "systemd-boot-efi");
     let k = kernel();
@@ -310,8 +314,6 @@ pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
             .arg(&stub)
             .arg("--cmdline")
             .arg(cmdline)
-            // Debian's 252 stub has 512-byte section alignment; see uki.md pitfall P1.
-            .arg("--allow-section-overlap")
             .arg("-o")
             .arg(&out),
     );
