@@ -1,7 +1,10 @@
 //! The sealed image's new top layer: a reproducible tar (fixed mtime, numeric ids, sorted as
-//! given, no PAX times) compressed with gzip or zstd, written to any `Write` while its diff_id,
-//! blob digest and size are computed (OCI image-spec `layer.md`, whiteouts as `.wh.NAME` files).
+//! given, no PAX times) compressed with gzip or zstd or left as is, written to any `Write` while
+//! its diff_id, blob digest and size are computed (OCI image-spec `layer.md`, whiteouts as
+//! `.wh.NAME` files). The blob is produced once and kept in memory for the upload: the layer is
+//! mostly the UKI (tens of MB), and a kept blob can be sent again when an upload is retried.
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -12,6 +15,21 @@ pub enum LayerCompression {
     #[default]
     Gzip,
     Zstd,
+    /// A plain tar (`…layer.v1.tar`).
+    None,
+}
+
+impl LayerCompression {
+    /// The default for a manifest family. The layer is mostly the UKI, already-compressed
+    /// data: gzip gains nothing on it at ~35 MB/s, zstd passes it through at hundreds of MB/s
+    /// (README, "Performance"). Docker schema2 has no zstd layer type, so it keeps gzip.
+    pub fn default_for(manifest_media_type: &str) -> LayerCompression {
+        if manifest_media_type == crate::manifest::DOCKER_MANIFEST {
+            LayerCompression::Gzip
+        } else {
+            LayerCompression::Zstd
+        }
+    }
 }
 
 impl std::str::FromStr for LayerCompression {
@@ -20,7 +38,10 @@ impl std::str::FromStr for LayerCompression {
         match s {
             "gzip" => Ok(Self::Gzip),
             "zstd" => Ok(Self::Zstd),
-            _ => Err(format!("unknown compression {s:?} (expected gzip or zstd)")),
+            "none" => Ok(Self::None),
+            _ => Err(format!(
+                "unknown compression {s:?} (expected gzip, zstd or none)"
+            )),
         }
     }
 }
@@ -151,44 +172,86 @@ impl LayerContents {
 
     /// Compresses the tar into `out`, returning its digests. Deterministic: same contents,
     /// same bytes (gzip header without name or time; zstd without checksum options changing).
-    pub fn write_blob(
+    pub fn write_blob<W: Write + Send>(
         &self,
         compression: LayerCompression,
-        out: impl Write,
+        out: W,
     ) -> io::Result<WrittenLayer> {
-        let mut blob = HashingWriter::new(out);
-        let mut tar_hash = Sha256::new();
-        let mut tar_size = 0u64;
-        {
-            let sink: Box<dyn Write + '_> = match compression {
-                LayerCompression::Gzip => Box::new(
-                    flate2::GzBuilder::new()
-                        .mtime(0)
-                        .operating_system(255)
-                        .write(&mut blob, flate2::Compression::new(6)),
-                ),
-                LayerCompression::Zstd => Box::new(zstd::Encoder::new(&mut blob, 3)?.auto_finish()),
+        // Two stages overlapped on two threads: tar + diff_id hash here, compression + blob
+        // hash in the other, 1 MiB chunks in between.
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(4);
+        std::thread::scope(|scope| {
+            let compressor = scope.spawn(move || -> io::Result<(String, u64)> {
+                let mut blob = HashingWriter::new(out);
+                match compression {
+                    LayerCompression::Gzip => {
+                        let mut enc = flate2::GzBuilder::new()
+                            .mtime(0)
+                            .operating_system(255)
+                            .write(&mut blob, flate2::Compression::new(6));
+                        for chunk in rx {
+                            enc.write_all(&chunk)?;
+                        }
+                        enc.finish()?;
+                    }
+                    LayerCompression::Zstd => {
+                        let mut enc = zstd::Encoder::new(&mut blob, 3)?;
+                        for chunk in rx {
+                            enc.write_all(&chunk)?;
+                        }
+                        enc.finish()?;
+                    }
+                    LayerCompression::None => {
+                        for chunk in rx {
+                            blob.write_all(&chunk)?;
+                        }
+                    }
+                }
+                blob.flush()?;
+                Ok((hex::encode(blob.hasher.finalize()), blob.count))
+            });
+            let mut tar_hash = Sha256::new();
+            let mut tar_size = 0u64;
+            let tar_result = {
+                let mut chunks = ChunkSender {
+                    buf: Vec::with_capacity(TAR_CHUNK),
+                    tx,
+                    hasher: &mut tar_hash,
+                    count: &mut tar_size,
+                };
+                self.write_tar(&mut chunks).and_then(|()| chunks.send())
             };
-            let mut tee = TeeHasher {
-                inner: sink,
-                hasher: &mut tar_hash,
-                count: &mut tar_size,
-            };
-            self.write_tar(&mut tee)?;
-            tee.flush()?;
-        }
-        blob.flush()?;
-        Ok(WrittenLayer {
-            diff_id: format!("sha256:{}", hex::encode(tar_hash.finalize())),
-            digest: format!("sha256:{}", hex::encode(blob.hasher.finalize())),
-            size: blob.count,
-            uncompressed_size: tar_size,
+            let (blob_hex, size) = compressor
+                .join()
+                .map_err(|_| io::Error::other("layer compression thread panicked"))??;
+            tar_result?;
+            Ok(WrittenLayer {
+                diff_id: format!("sha256:{}", hex::encode(tar_hash.finalize())),
+                digest: format!("sha256:{blob_hex}"),
+                size,
+                uncompressed_size: tar_size,
+            })
         })
     }
 
-    /// Digests and size without keeping the blob (first pass before a streamed upload).
+    /// Digests and size without keeping the blob.
     pub fn describe(&self, compression: LayerCompression) -> io::Result<WrittenLayer> {
         self.write_blob(compression, io::sink())
+    }
+
+    /// The blob in memory with its digests: the one compression pass of a seal.
+    pub fn compress(&self, compression: LayerCompression) -> io::Result<(WrittenLayer, Bytes)> {
+        let content: usize = self
+            .entries
+            .iter()
+            .map(|e| match e {
+                LayerEntry::File { content, .. } => content.len() + 1024,
+                _ => 1024,
+            })
+            .sum();
+        let mut blob = Vec::with_capacity(content + content / 64 + 4096);
+        let written = self.write_blob(compression, &mut blob)?;
+        Ok((written, Bytes::from(blob)))
     }
 }
 
@@ -220,35 +283,42 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-struct TeeHasher<'a, W> {
-    inner: W,
+/// Bytes of the tar in chunks between the two stages of `write_blob`.
+const TAR_CHUNK: usize = 1 << 20;
+
+/// Hashes and counts the tar as it is written and hands it on in chunks.
+struct ChunkSender<'a> {
+    buf: Vec<u8>,
+    tx: crossbeam_channel::Sender<Vec<u8>>,
     hasher: &'a mut Sha256,
     count: &'a mut u64,
 }
 
-impl<W: Write> Write for TeeHasher<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        *self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+impl ChunkSender<'_> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(TAR_CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "layer compression stopped"))
     }
 }
 
-/// A reader producing the compressed layer on the fly (a producer thread writes into a pipe),
-/// so an upload can stream it without a temporary file.
-pub fn blob_reader(
-    contents: Arc<LayerContents>,
-    compression: LayerCompression,
-) -> io::Result<impl io::Read + Send> {
-    let (reader, writer) = io::pipe()?;
-    std::thread::spawn(move || {
-        let _ = contents.write_blob(compression, writer);
-    });
-    Ok(reader)
+impl Write for ChunkSender<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.hasher.update(data);
+        *self.count += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= TAR_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -291,7 +361,11 @@ mod tests {
 
     #[test]
     fn reproducible_and_digests_match_the_bytes() {
-        for c in [LayerCompression::Gzip, LayerCompression::Zstd] {
+        for c in [
+            LayerCompression::Gzip,
+            LayerCompression::Zstd,
+            LayerCompression::None,
+        ] {
             let mut a = Vec::new();
             let wa = sample().write_blob(c, &mut a).unwrap();
             let mut b = Vec::new();
@@ -302,6 +376,8 @@ mod tests {
             assert_eq!(wa.size, a.len() as u64);
             assert_eq!(wa.diff_id, sha256_digest(&sample().tar_bytes().unwrap()));
             assert_eq!(sample().describe(c).unwrap(), wa);
+            let (wc, blob) = sample().compress(c).unwrap();
+            assert_eq!((wc, &blob[..]), (wa, &a[..]));
         }
     }
 

@@ -4,7 +4,6 @@
 //! -> digest -> UKI -> signature -> new layer -> sink; `seal` strings them together and `cli`
 //! only parses flags.
 
-pub mod auth;
 pub mod authenticode;
 pub mod cli;
 pub mod cmdline;
@@ -17,6 +16,7 @@ pub mod mutate;
 pub mod pe;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod seal;
 pub mod signer;
 pub mod sink;

@@ -17,9 +17,15 @@ pub fn layer_media_type(
     match (manifest_media_type, compression) {
         (OCI_MANIFEST, LayerCompression::Gzip) => Ok(OCI_LAYER_GZIP),
         (OCI_MANIFEST, LayerCompression::Zstd) => Ok(OCI_LAYER_ZSTD),
+        (OCI_MANIFEST, LayerCompression::None) => Ok(crate::manifest::OCI_LAYER_TAR),
         (DOCKER_MANIFEST, LayerCompression::Gzip) => Ok(DOCKER_LAYER_GZIP),
+        // containers/image's DockerV2SchemaLayerMediaTypeUncompressed.
+        (DOCKER_MANIFEST, LayerCompression::None) => {
+            Ok("application/vnd.docker.image.rootfs.diff.tar")
+        }
         (DOCKER_MANIFEST, LayerCompression::Zstd) => Err(
-            "a Docker schema2 manifest cannot carry a zstd layer; use --compression gzip".into(),
+            "a Docker schema2 manifest cannot carry a zstd layer; use --layer-compression gzip"
+                .into(),
         ),
         (other, _) => Err(format!("cannot add a layer to a manifest of type {other}")),
     }

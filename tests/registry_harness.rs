@@ -284,10 +284,11 @@ fn interrupted_upload_leaves_no_tag() {
     let opts = RegistryOptions {
         tls_verify: false,
         cert_dir: None,
-        auth: bootseal::auth::AuthOptions {
+        auth: bootseal::registry::AuthOptions {
             creds: Some(format!("{USER}:{PASS}")),
             authfile: None,
         },
+        ..RegistryOptions::default()
     };
     let reference: oci_client::Reference = format!("{}/test/broken:v1", reg.host).parse().unwrap();
     let sink = RegistrySink::new(reference, &opts).unwrap();

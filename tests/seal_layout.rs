@@ -14,10 +14,10 @@ use std::process::Command;
 fn extract_top_layer(image: &BuiltImage, dir: &Path) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
     let top = image.layers.last().unwrap();
-    let listing = stdout_of(Command::new("tar").arg("-tzvf").arg(&top.path));
+    let listing = stdout_of(Command::new("tar").arg("-tvf").arg(&top.path));
     run_ok(
         Command::new("tar")
-            .arg("-xzf")
+            .arg("-xf")
             .arg(&top.path)
             .arg("-C")
             .arg(dir),

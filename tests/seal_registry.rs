@@ -37,7 +37,7 @@ fn top_layer_file(image: &BuiltImage, dir: &Path, member: &str) -> Vec<u8> {
     let top = image.layers.last().unwrap();
     run_ok(
         Command::new("tar")
-            .arg("-xzf")
+            .arg("-xf")
             .arg(&top.path)
             .arg("-C")
             .arg(dir)
@@ -363,7 +363,7 @@ fn token_registry_mounts_base_layers_across_repositories() {
     assert!(
         tokens
             .lines()
-            .any(|l| l.contains("repository:mirror/sealed:push,pull")
+            .any(|l| l.contains("repository:mirror/sealed:pull,push")
                 && l.contains("repository:team/base:pull")),
         "{tokens}"
     );

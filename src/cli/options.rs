@@ -1,18 +1,42 @@
 //! Flags shared by several subcommands: platform and registry connection options, spelled as
 //! skopeo spells them, and the signing key and certificate.
 
-use crate::auth::AuthOptions;
 use crate::cmdline::ArgForm;
 use crate::digest::{ComposefsCompat, ErofsVersion};
 use crate::manifest::Platform;
+use crate::registry::{AuthOptions, RegistryOptions, RetryPolicy};
 use crate::signer::pkcs11::ObjectType;
 use crate::signer::{self, CertifiedSigner, KeyLocation, OpenOptions, Pkcs11Options};
-use crate::source::{RegistryOptions, SourceOptions};
+use crate::source::SourceOptions;
 use anyhow::Context;
 use clap::{ArgAction, Args};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use x509_cert::Certificate;
+
+/// Retry and timeout flags, for every registry a command talks to.
+#[derive(Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// Retries of a failed registry request (429, 5xx, dropped or stalled connections), with
+    /// exponential backoff
+    #[arg(long, value_name = "N", default_value_t = RetryPolicy::default().retries)]
+    pub retry_times: u32,
+    /// Seconds a registry connection may take to open or stay silent before it is dropped
+    /// and retried
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::registry::DEFAULT_TIMEOUT.as_secs_f64())]
+    pub timeout: f64,
+}
+
+impl NetworkArgs {
+    fn apply(&self, mut opts: RegistryOptions) -> RegistryOptions {
+        opts.retry.retries = self.retry_times;
+        if self.timeout.is_finite() && self.timeout > 0.0 {
+            opts.timeout = Duration::from_secs_f64(self.timeout.min(86_400.0));
+        }
+        opts
+    }
+}
 
 /// Registry options for reading an image (`--tls-verify`, `--cert-dir`, `--creds`, `--authfile`).
 #[derive(Args, Debug, Clone)]
@@ -29,20 +53,73 @@ pub struct RegistryArgs {
     /// containers-auth.json file to read credentials from
     #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
     pub authfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 impl RegistryArgs {
     pub fn source_options(&self) -> SourceOptions {
         SourceOptions {
-            registry: RegistryOptions {
+            registry: self.network.apply(RegistryOptions {
                 tls_verify: self.tls_verify,
                 cert_dir: self.cert_dir.clone(),
                 auth: AuthOptions {
                     creds: self.creds.clone(),
                     authfile: self.authfile.clone(),
                 },
-            },
+                ..RegistryOptions::default()
+            }),
         }
+    }
+}
+
+/// Registry options of a copy from a source to a destination (skopeo copy's spelling).
+#[derive(Args, Debug, Clone)]
+pub struct CopyRegistryArgs {
+    /// TLS verification for both sides (false also allows plain HTTP)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// Source credentials USER:PASS
+    #[arg(long)]
+    pub src_creds: Option<String>,
+    /// Destination credentials USER:PASS
+    #[arg(long)]
+    pub dest_creds: Option<String>,
+    /// containers-auth.json for both sides
+    #[arg(long, env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Directory of *.crt CA certificates (both sides)
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+impl CopyRegistryArgs {
+    fn side(&self, verify: Option<bool>, creds: &Option<String>) -> RegistryOptions {
+        self.network.apply(RegistryOptions {
+            tls_verify: verify.or(self.tls_verify).unwrap_or(true),
+            cert_dir: self.cert_dir.clone(),
+            auth: AuthOptions {
+                creds: creds.clone(),
+                authfile: self.authfile.clone(),
+            },
+            ..RegistryOptions::default()
+        })
+    }
+
+    pub fn source(&self) -> SourceOptions {
+        SourceOptions {
+            registry: self.side(self.src_tls_verify, &self.src_creds),
+        }
+    }
+
+    pub fn destination(&self) -> RegistryOptions {
+        self.side(self.dest_tls_verify, &self.dest_creds)
     }
 }
 

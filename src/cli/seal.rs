@@ -3,14 +3,12 @@
 
 use super::options::{ComposefsArgArgs, DigestFormatArgs, SigningArgs, parse_platform};
 use super::read_pe;
-use crate::auth::AuthOptions;
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
 use crate::seal::{self, SealOptions, UkiSource};
-use crate::source::{self, RegistryOptions, SourceOptions};
+use crate::source;
 use anyhow::{Context, bail};
-use clap::ArgAction;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -53,9 +51,10 @@ pub struct Args {
     /// Label to set (repeatable); default containers.bootc=sealed
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
-    /// New layer compression: gzip or zstd
-    #[arg(long, default_value = "gzip")]
-    compression: LayerCompression,
+    /// New layer compression: gzip, zstd or none (default: zstd for OCI images, gzip for
+    /// Docker schema2, which has no zstd layers)
+    #[arg(long = "layer-compression", alias = "compression", value_name = "C")]
+    compression: Option<LayerCompression>,
     #[command(flatten)]
     format: DigestFormatArgs,
     #[command(flatten)]
@@ -72,25 +71,8 @@ pub struct Args {
     /// No progress output
     #[arg(long, short)]
     quiet: bool,
-    /// TLS verification for both sides (false also allows plain HTTP)
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    tls_verify: Option<bool>,
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    src_tls_verify: Option<bool>,
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    dest_tls_verify: Option<bool>,
-    /// Source credentials USER:PASS
-    #[arg(long)]
-    src_creds: Option<String>,
-    /// Destination credentials USER:PASS
-    #[arg(long)]
-    dest_creds: Option<String>,
-    /// containers-auth.json for both sides
-    #[arg(long, env = "REGISTRY_AUTH_FILE")]
-    authfile: Option<PathBuf>,
-    /// Directory of *.crt CA certificates (both sides)
-    #[arg(long)]
-    cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    registry: super::options::CopyRegistryArgs,
     #[command(flatten)]
     enroll: super::enroll::EnrollArgs,
 }
@@ -108,18 +90,8 @@ fn parse_label(s: &str) -> anyhow::Result<(String, String)> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let from = ImageRef::parse(&args.from).map_err(anyhow::Error::msg)?;
     let to = ImageRef::parse(&args.to).map_err(anyhow::Error::msg)?;
-    let registry = |verify: Option<bool>, creds: &Option<String>| RegistryOptions {
-        tls_verify: verify.or(args.tls_verify).unwrap_or(true),
-        cert_dir: args.cert_dir.clone(),
-        auth: AuthOptions {
-            creds: creds.clone(),
-            authfile: args.authfile.clone(),
-        },
-    };
-    let src_opts = SourceOptions {
-        registry: registry(args.src_tls_verify, &args.src_creds),
-    };
-    let dst_opts = registry(args.dest_tls_verify, &args.dest_creds);
+    let src_opts = args.registry.source();
+    let dst_opts = args.registry.destination();
 
     let key_opts = args.signing.open_options()?;
     let cert = args.signing.certificate(&key_opts)?;

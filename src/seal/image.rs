@@ -6,7 +6,7 @@ use super::{SealError, SealOptions, UkiSource};
 use crate::authenticode;
 use crate::cmdline;
 use crate::digest::{self, DigestOptions};
-use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
+use crate::layer_writer::{LayerCompression, LayerContents, LayerEntry, WrittenLayer};
 use crate::manifest::{Descriptor, sha256_digest};
 use crate::mutate::{self, HistoryEntry, ImageDate};
 use crate::source::{ImageSource, ResolvedImage};
@@ -16,8 +16,10 @@ use std::sync::Arc;
 /// One platform's sealed image, ready to be written to a sink.
 pub struct SealedImage {
     pub base: ResolvedImage,
-    /// The new top layer (streamed again when it is uploaded).
+    /// The new top layer's entries.
     pub layer: Arc<LayerContents>,
+    /// The new top layer's blob, compressed once, as it is uploaded.
+    pub layer_blob: bytes::Bytes,
     pub layer_descriptor: Descriptor,
     pub written: WrittenLayer,
     pub config_bytes: Vec<u8>,
@@ -225,10 +227,13 @@ pub fn seal_image(
         },
     );
 
+    let compression = opts
+        .compression
+        .unwrap_or_else(|| LayerCompression::default_for(&base.manifest.media_type));
     let media_type =
-        mutate::layer_media_type(&base.manifest.media_type, opts.compression).map_err(err)?;
-    let written = layer
-        .describe(opts.compression)
+        mutate::layer_media_type(&base.manifest.media_type, compression).map_err(err)?;
+    let (written, layer_blob) = layer
+        .compress(compression)
         .map_err(|e| err(format!("writing the new layer: {e}")))?;
     let layer_descriptor = Descriptor {
         media_type: media_type.into(),
@@ -280,6 +285,7 @@ pub fn seal_image(
     Ok(SealedImage {
         base,
         layer: Arc::new(layer),
+        layer_blob,
         layer_descriptor,
         written,
         config_bytes,

@@ -49,7 +49,8 @@ pub struct SealOptions {
     /// layout) instead of moving it after the stub's sections (see `uki::assemble`).
     pub allow_section_overlap: bool,
     pub labels: Vec<(String, String)>,
-    pub compression: LayerCompression,
+    /// The new layer's compression; None: by manifest family ([`LayerCompression::default_for`]).
+    pub compression: Option<LayerCompression>,
     pub erofs_version: ErofsVersion,
     /// composefs-rs release whose digest semantics to follow.
     pub compat: ComposefsCompat,
@@ -83,7 +84,7 @@ impl Default for SealOptions {
             stub: None,
             allow_section_overlap: false,
             labels: vec![("containers.bootc".into(), "sealed".into())],
-            compression: LayerCompression::Gzip,
+            compression: None,
             erofs_version: ErofsVersion::V1,
             compat: ComposefsCompat::V0_9_0,
             composefs_arg: ArgForm::Composefs,

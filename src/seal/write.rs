@@ -3,7 +3,6 @@
 //! then each platform's manifest, then the index; the tag moves only with the last write.
 
 use super::{SealError, SealOptions, SealedImage, seal_image};
-use crate::layer_writer::blob_reader;
 use crate::manifest::{Descriptor, Document, DocumentKind, sha256_digest};
 use crate::mutate;
 use crate::reference::ImageRef;
@@ -142,17 +141,8 @@ fn write_image(
         .has_blob(&sealed.layer_descriptor)
         .map_err(|e| e.to_string())?
     {
-        let reader = blob_reader(Arc::clone(&sealed.layer), opts.compression)
-            .map_err(|e| format!("new layer: {e}"))?;
-        sink.put_blob_stream(
-            &sealed.layer_descriptor,
-            opts.progress.reader(
-                "new layer".into(),
-                sealed.layer_descriptor.size,
-                Box::new(reader),
-            ),
-        )
-        .map_err(|e| format!("new layer {}: {e}", sealed.layer_descriptor.digest))?;
+        sink.put_blob_bytes(&sealed.layer_descriptor, sealed.layer_blob.clone())
+            .map_err(|e| format!("new layer {}: {e}", sealed.layer_descriptor.digest))?;
     }
     sink.put_blob(&sealed.config_descriptor, &sealed.config_bytes)
         .map_err(|e| format!("config {}: {e}", sealed.config_descriptor.digest))?;

@@ -10,7 +10,8 @@ pub use registry::RegistrySink;
 
 use crate::manifest::{Descriptor, Document};
 use crate::reference::ImageRef;
-use crate::source::{ImageSource, RegistryOptions};
+use crate::registry::RegistryOptions;
+use crate::source::ImageSource;
 use std::io::Read;
 
 /// A failure to write to a destination.
@@ -41,6 +42,10 @@ pub trait Sink: Send + Sync {
     /// Stores a small blob.
     fn put_blob(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), SinkError> {
         self.put_blob_stream(desc, Box::new(std::io::Cursor::new(bytes.to_vec())))
+    }
+    /// Stores a blob held in memory (restartable: a failed upload is sent again).
+    fn put_blob_bytes(&self, desc: &Descriptor, bytes: bytes::Bytes) -> Result<(), SinkError> {
+        self.put_blob(desc, &bytes)
     }
     /// Writes a manifest or index by its exact bytes, tagged `tag` (None: by digest only),
     /// after checking that everything it names is present.

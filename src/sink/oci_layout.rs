@@ -112,6 +112,32 @@ impl Sink for OciLayoutSink {
     }
 
     fn copy_blob(&self, desc: &Descriptor, source: &dyn ImageSource) -> Result<(), SinkError> {
+        if let Some(file) = source.verified_blob_file(desc) {
+            // Verified when it was read for the digest. Blobs are content-addressed files that
+            // tools replace, never edit in place, so a hard link is a safe copy and writes no
+            // data; across filesystems, a kernel-side copy (a reflink where possible).
+            let path = self.blob_path(&desc.digest)?;
+            let parent = path.parent().expect("blob dir");
+            std::fs::create_dir_all(parent)?;
+            match std::fs::hard_link(&file, &path) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists && self.has_blob(desc)? =>
+                {
+                    return Ok(());
+                }
+                Err(_) => {}
+            }
+            let tmp = tempfile::NamedTempFile::new_in(parent)?;
+            let n = std::fs::copy(&file, tmp.path())
+                .map_err(|e| SinkError(format!("blob {}: {e}", desc.digest)))?;
+            if n == desc.size {
+                tmp.as_file().sync_all()?;
+                tmp.persist(&path).map_err(|e| SinkError(e.to_string()))?;
+                self.written.fetch_add(n, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
         let reader = source
             .open_blob(desc)
             .map_err(|e| SinkError(e.to_string()))?;
@@ -124,6 +150,10 @@ impl Sink for OciLayoutSink {
         reader: Box<dyn Read + Send>,
     ) -> Result<(), SinkError> {
         self.store(desc, reader)
+    }
+
+    fn put_blob_bytes(&self, desc: &Descriptor, bytes: bytes::Bytes) -> Result<(), SinkError> {
+        self.store(desc, Box::new(std::io::Cursor::new(bytes)))
     }
 
     fn put_manifest(&self, doc: &Document, tag: Option<&str>) -> Result<(), SinkError> {

@@ -5,10 +5,10 @@ mod oci_archive;
 pub mod oci_layout;
 mod registry;
 
+pub use crate::registry::RegistryOptions;
 pub use oci_archive::OciArchiveSource;
 pub use oci_layout::OciLayoutSource;
-pub(crate) use registry::describe_error;
-pub use registry::{RegistryOptions, RegistrySource, build_client, extra_roots};
+pub use registry::RegistrySource;
 
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;
@@ -53,6 +53,12 @@ pub trait ImageSource: Send + Sync {
     /// The registry reference, when the image lives in a registry (lets a sink on the same
     /// registry mount blobs instead of copying them).
     fn registry_reference(&self) -> Option<oci_client::Reference> {
+        None
+    }
+
+    /// The local file of a blob this source has already read in full and verified in this
+    /// run (OCI layouts), so a sink can copy the file without hashing it again.
+    fn verified_blob_file(&self, _desc: &Descriptor) -> Option<std::path::PathBuf> {
         None
     }
 

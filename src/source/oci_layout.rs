@@ -5,9 +5,11 @@
 use super::{ImageSource, SourceError};
 use crate::manifest::{Descriptor, Document, DocumentKind};
 use crate::verify::ContentDigest;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The annotation that carries a tag in an OCI layout's index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -17,6 +19,9 @@ pub struct OciLayoutSource {
     dir: PathBuf,
     tag: Option<String>,
     name: String,
+    /// Blobs read to their end with a matching digest in this run: a sink may copy their
+    /// files without hashing them again.
+    verified: Arc<Mutex<HashSet<String>>>,
 }
 
 impl OciLayoutSource {
@@ -35,6 +40,7 @@ impl OciLayoutSource {
             dir: dir.to_owned(),
             tag: tag.map(str::to_owned),
             name,
+            verified: Arc::default(),
         })
     }
 
@@ -99,7 +105,39 @@ impl ImageSource for OciLayoutSource {
         let path = self.blob_path(&desc.digest)?;
         let file = File::open(&path)
             .map_err(|e| SourceError::new(&self.name, format!("blob {}: {e}", desc.digest)))?;
-        super::verified(BufReader::with_capacity(1 << 20, file), desc)
-            .map_err(|m| SourceError::new(self.name(), m))
+        let inner = super::verified(BufReader::with_capacity(1 << 20, file), desc)
+            .map_err(|m| SourceError::new(self.name(), m))?;
+        Ok(Box::new(MarkVerified {
+            inner,
+            digest: Some(desc.digest.clone()),
+            verified: Arc::clone(&self.verified),
+        }))
+    }
+
+    fn verified_blob_file(&self, desc: &Descriptor) -> Option<PathBuf> {
+        let path = self.blob_path(&desc.digest).ok()?;
+        let known = self.verified.lock().ok()?.contains(&desc.digest);
+        (known && std::fs::metadata(&path).is_ok_and(|m| m.len() == desc.size)).then_some(path)
+    }
+}
+
+/// Records a blob as verified when its digest-checking reader reaches its end without error.
+struct MarkVerified {
+    inner: Box<dyn Read + Send>,
+    digest: Option<String>,
+    verified: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Read for MarkVerified {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0
+            && !buf.is_empty()
+            && let Some(d) = self.digest.take()
+            && let Ok(mut set) = self.verified.lock()
+        {
+            set.insert(d);
+        }
+        Ok(n)
     }
 }

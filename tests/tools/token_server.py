@@ -7,6 +7,10 @@ token is an RS256 JWT whose x5c header carries the signing certificate, which th
 trusts through `rootcertbundle` (distribution's token-auth specification). Every request is
 logged as one JSON line so tests can see which scopes a client asked for.
 
+Also serves POST /token with an OAuth2 refresh-token grant (form fields grant_type=refresh_token,
+refresh_token, service, scope, client_id), as docker and containers/image exchange an identity
+token: the refresh token `identity-PASSWORD` authenticates as USER; any other is refused (401).
+
 usage: token_server.py PORTFILE KEY.pem CERT.pem USER PASSWORD
 """
 import base64
@@ -41,10 +45,31 @@ def granted(scopes, authenticated):
 
 
 class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        field = lambda k: form.get(k, [""])[0]
+        if field("grant_type") != "refresh_token" or field("refresh_token") != f"identity-{password}":
+            print(json.dumps({"grant": field("grant_type"), "refused": True}), flush=True)
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        scopes = field("scope").split()
+        self.answer(scopes, form.get("service", [""]), True, {"grant": "refresh_token",
+                                                               "client_id": field("client_id")})
+
     def do_GET(self):
         query = parse_qs(urlparse(self.path).query)
         header = self.headers.get("Authorization", "")
         authenticated = False
+        if header.startswith("Bearer "):
+            # An identity token must be exchanged, never presented as a bearer token.
+            print(json.dumps({"bearer_presented": True}), flush=True)
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if header.startswith("Basic "):
             given = base64.b64decode(header[6:]).decode()
             if given != f"{user}:{password}":
@@ -52,6 +77,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             authenticated = True
+        self.answer(query.get("scope", []), query.get("service", [""]), authenticated, {})
+
+    def answer(self, scopes, service, authenticated, extra):
+        query = {"scope": scopes, "service": service}
         access = granted(query.get("scope", []), authenticated)
         now = int(time.time())
         claims = {
@@ -65,8 +94,11 @@ class Handler(BaseHTTPRequestHandler):
             "access": access,
         }
         token = jwt.encode(claims, signing_key, algorithm="RS256", headers={"x5c": chain})
-        print(json.dumps({"scopes": query.get("scope", []), "access": access}), flush=True)
-        body = json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
+        print(json.dumps({"scopes": query.get("scope", []), "access": access, **extra}), flush=True)
+        answer = {"token": token, "access_token": token, "expires_in": 600}
+        if extra.get("grant"):
+            answer = {"access_token": token, "expires_in": 600, "scope": " ".join(scopes)}
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
