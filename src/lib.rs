@@ -20,6 +20,7 @@ pub mod reference;
 pub mod seal;
 pub mod sink;
 pub mod source;
+pub mod sync;
 pub mod tree;
 pub mod uki;
 pub mod verify;

@@ -23,6 +23,23 @@ pub struct Args {
     /// Where to write the sealed image
     #[arg(long)]
     to: String,
+    #[command(flatten)]
+    seal: SealFlags,
+    /// Parallel blob transfers
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Write DST@sha256:… to this file
+    #[arg(long)]
+    digestfile: Option<PathBuf>,
+    /// Print a JSON report
+    #[arg(long)]
+    json: bool,
+}
+
+/// The flags that decide how an image is sealed and how registries are reached: shared by
+/// `seal` and `sync` (flattened into both).
+#[derive(clap::Args, Debug)]
+pub struct SealFlags {
     /// Secure Boot signing key (RSA, PEM or DER)
     #[arg(long)]
     key: Option<PathBuf>,
@@ -70,18 +87,9 @@ pub struct Args {
     format: DigestFormatArgs,
     #[command(flatten)]
     composefs: ComposefsArgArgs,
-    /// Parallel blob transfers
-    #[arg(long, default_value_t = 4)]
-    jobs: usize,
-    /// Write DST@sha256:… to this file
-    #[arg(long)]
-    digestfile: Option<PathBuf>,
-    /// Print a JSON report
-    #[arg(long)]
-    json: bool,
     /// No progress output
     #[arg(long, short)]
-    quiet: bool,
+    pub quiet: bool,
     /// TLS verification for both sides (false also allows plain HTTP)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     tls_verify: Option<bool>,
@@ -113,95 +121,124 @@ fn parse_label(s: &str) -> anyhow::Result<(String, String)> {
     Ok((k.into(), v.into()))
 }
 
+impl SealFlags {
+    fn registry(&self, verify: Option<bool>, creds: &Option<String>) -> RegistryOptions {
+        RegistryOptions {
+            tls_verify: verify.or(self.tls_verify).unwrap_or(true),
+            cert_dir: self.cert_dir.clone(),
+            auth: AuthOptions {
+                creds: creds.clone(),
+                authfile: self.authfile.clone(),
+            },
+        }
+    }
+
+    /// How to reach the source registry.
+    pub fn source_options(&self) -> SourceOptions {
+        SourceOptions {
+            registry: self.registry(self.src_tls_verify, &self.src_creds),
+        }
+    }
+
+    /// How to reach the destination registry.
+    pub fn dest_options(&self) -> RegistryOptions {
+        self.registry(self.dest_tls_verify, &self.dest_creds)
+    }
+
+    /// The seal options these flags describe (loading the key and supplied binaries).
+    pub fn seal_options(
+        &self,
+        base_name: Option<String>,
+        jobs: usize,
+        progress: crate::progress::Mode,
+    ) -> anyhow::Result<SealOptions> {
+        let args = self;
+        let cert = args
+            .cert
+            .as_deref()
+            .map(super::read_certificate)
+            .transpose()?;
+        let signer = match &args.key {
+            Some(p) => {
+                let cert = cert.clone().context("--key needs --cert")?;
+                let pass = passphrase(args.key_pass_file.as_deref(), args.key_pass_env.as_deref())?;
+                let key = keys::load_private_key(&read_input(p, "key")?, pass.as_deref())
+                    .with_context(|| p.display().to_string())?;
+                let signer = LocalKeySigner::new(key, cert).with_context(|| {
+                    format!(
+                        "{} does not match {}",
+                        p.display(),
+                        args.cert.as_ref().expect("cert").display()
+                    )
+                })?;
+                Some(Box::new(signer) as Box<_>)
+            }
+            None => None,
+        };
+        let uki = match &args.uki {
+            Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
+            None => UkiSource::Build,
+        };
+        if signer.is_none() && args.uki.is_none() {
+            bail!("missing signing key: give --key and --cert, or a signed --uki");
+        }
+        let mut labels = vec![("containers.bootc".to_owned(), "sealed".to_owned())];
+        for l in &args.labels {
+            let (k, v) = parse_label(l)?;
+            labels.retain(|(old, _)| *old != k);
+            labels.push((k, v));
+        }
+        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => Some(
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(SealOptions {
+            platforms: if args.platforms.is_empty() {
+                vec![Platform::parse("linux/amd64").expect("valid")]
+            } else {
+                args.platforms.clone()
+            },
+            signer,
+            cert,
+            kargs: args.kargs.clone(),
+            keep_kernel: args.keep_kernel,
+            sign_bootloader: !args.no_sign_bootloader,
+            uki,
+            bootloader: args
+                .bootloader
+                .as_ref()
+                .map(|p| read_pe(p, "bootloader"))
+                .transpose()?,
+            stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
+            allow_section_overlap: args.allow_section_overlap,
+            labels,
+            compression: args.compression,
+            erofs_version: args.format.erofs_version,
+            compat: args.format.composefs_compat,
+            composefs_arg: args.composefs.composefs_arg,
+            allow_missing_verity: args.composefs.allow_missing_verity,
+            source_date_epoch,
+            base_name,
+            jobs: jobs.max(1),
+            progress: crate::progress::Progress::new(progress),
+        })
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let from = ImageRef::parse(&args.from).map_err(anyhow::Error::msg)?;
     let to = ImageRef::parse(&args.to).map_err(anyhow::Error::msg)?;
-    let registry = |verify: Option<bool>, creds: &Option<String>| RegistryOptions {
-        tls_verify: verify.or(args.tls_verify).unwrap_or(true),
-        cert_dir: args.cert_dir.clone(),
-        auth: AuthOptions {
-            creds: creds.clone(),
-            authfile: args.authfile.clone(),
-        },
-    };
-    let src_opts = SourceOptions {
-        registry: registry(args.src_tls_verify, &args.src_creds),
-    };
-    let dst_opts = registry(args.dest_tls_verify, &args.dest_creds);
-
-    let cert = args
-        .cert
-        .as_deref()
-        .map(super::read_certificate)
-        .transpose()?;
-    let signer = match &args.key {
-        Some(p) => {
-            let cert = cert.clone().context("--key needs --cert")?;
-            let pass = passphrase(args.key_pass_file.as_deref(), args.key_pass_env.as_deref())?;
-            let key = keys::load_private_key(&read_input(p, "key")?, pass.as_deref())
-                .with_context(|| p.display().to_string())?;
-            let signer = LocalKeySigner::new(key, cert).with_context(|| {
-                format!(
-                    "{} does not match {}",
-                    p.display(),
-                    args.cert.as_ref().expect("cert").display()
-                )
-            })?;
-            Some(Box::new(signer) as Box<_>)
-        }
-        None => None,
-    };
-    let uki = match &args.uki {
-        Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
-        None => UkiSource::Build,
-    };
-    if signer.is_none() && args.uki.is_none() {
-        bail!("missing signing key: give --key and --cert, or a signed --uki");
-    }
-    let mut labels = vec![("containers.bootc".to_owned(), "sealed".to_owned())];
-    for l in &args.labels {
-        let (k, v) = parse_label(l)?;
-        labels.retain(|(old, _)| *old != k);
-        labels.push((k, v));
-    }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Some(
-            v.trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        ),
-        Err(_) => None,
-    };
-    let opts = SealOptions {
-        platforms: if args.platforms.is_empty() {
-            vec![Platform::parse("linux/amd64").expect("valid")]
-        } else {
-            args.platforms.clone()
-        },
-        signer,
-        cert,
-        kargs: args.kargs.clone(),
-        keep_kernel: args.keep_kernel,
-        sign_bootloader: !args.no_sign_bootloader,
-        uki,
-        bootloader: args
-            .bootloader
-            .as_ref()
-            .map(|p| read_pe(p, "bootloader"))
-            .transpose()?,
-        stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
-        allow_section_overlap: args.allow_section_overlap,
-        labels,
-        compression: args.compression,
-        erofs_version: args.format.erofs_version,
-        compat: args.format.composefs_compat,
-        composefs_arg: args.composefs.composefs_arg,
-        allow_missing_verity: args.composefs.allow_missing_verity,
-        source_date_epoch,
-        base_name: from.registry_name(),
-        jobs: args.jobs.max(1),
-        progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
-    };
+    let src_opts = args.seal.source_options();
+    let dst_opts = args.seal.dest_options();
+    let opts = args.seal.seal_options(
+        from.registry_name(),
+        args.jobs,
+        crate::progress::Mode::detect(args.seal.quiet),
+    )?;
     let source = source::open(&from, &src_opts)?;
     let sink = crate::sink::open(&to, &dst_opts)?;
     let report = seal::seal(source, sink.as_ref(), &to, &opts)?;
@@ -209,7 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(f) = &args.digestfile {
         std::fs::write(f, &report.digest).with_context(|| format!("writing {}", f.display()))?;
     }
-    if !args.quiet {
+    if !args.seal.quiet {
         for p in &report.platforms {
             for w in &p.warnings {
                 eprintln!("bootseal: warning: {}: {w}", p.platform);

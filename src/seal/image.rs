@@ -246,10 +246,13 @@ pub fn seal_image(
         platform: None,
         annotations: None,
     };
-    let mut annotations = vec![(
-        "org.opencontainers.image.base.digest".to_owned(),
-        base.manifest_digest(),
-    )];
+    let mut annotations = vec![
+        (
+            "org.opencontainers.image.base.digest".to_owned(),
+            base.manifest_digest(),
+        ),
+        (super::FINGERPRINT_ANNOTATION.to_owned(), opts.fingerprint()),
+    ];
     if let Some(name) = &opts.base_name {
         annotations.push((
             "org.opencontainers.image.base.name".to_owned(),

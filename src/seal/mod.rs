@@ -4,11 +4,13 @@
 //! copied), the new layer streamed, the config, and the manifest (or index) last.
 
 mod boot_inputs;
+mod fingerprint;
 mod image;
 pub mod policy;
 mod write;
 
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
+pub use fingerprint::{BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION};
 pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image};
 pub use write::{SealReport, seal};
 
