@@ -149,7 +149,8 @@ impl Sink for OciLayoutSink {
         // Other processes (concurrent `sync` shards into one layout) update index.json too: an
         // advisory lock on the directory makes each read-modify-write whole.
         let dir_lock = std::fs::File::open(&self.dir)?;
-        dir_lock.lock()?;
+        rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| SinkError(format!("locking {}: {e}", self.dir.display())))?;
         let index_path = self.dir.join("index.json");
         let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path)?)
             .map_err(|e| SinkError(format!("index.json: {e}")))?;

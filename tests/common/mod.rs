@@ -12,6 +12,7 @@ pub mod reference_094;
 pub mod reference_check;
 pub mod registry;
 pub mod secureboot;
+pub mod sync_repo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
