@@ -110,6 +110,31 @@ fn sync_is_idempotent_and_reseals_only_moved_tags() {
             "{t}"
         );
     }
+    // Base layers shared between tags were read once, and reusing them changes nothing: a
+    // plain `bootseal seal` of the same tags writes byte-identical manifests.
+    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    let reused: u64 = summary
+        .split("; ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no reuse count in {summary:?}"));
+    assert!(reused >= 6, "{summary}");
+    for t in ["v1", "v3"] {
+        run_ok(
+            common::seal_cmd(
+                &reg.image(&format!("app:{t}")),
+                &reg.image(&format!("single:{t}")),
+                &keys,
+            )
+            .arg("--tls-verify=false"),
+        );
+        assert_eq!(
+            manifest_digest(&reg, &format!("single:{t}")),
+            manifest_digest(&reg, &format!("sealed:{t}")),
+            "{t}: sync (with reused layers) and seal differ"
+        );
+    }
     let multi: serde_json::Value =
         serde_json::from_slice(&reg.raw_manifest("sealed:multi").unwrap()).unwrap();
     assert_eq!(multi["manifests"].as_array().unwrap().len(), 2, "{multi}");

@@ -225,6 +225,7 @@ impl SealFlags {
             base_name,
             jobs: jobs.max(1),
             progress: crate::progress::Progress::new(progress),
+            layer_cache: None,
         })
     }
 }

@@ -31,6 +31,9 @@ pub struct Args {
     /// Print a JSON report instead of one line per tag
     #[arg(long)]
     json: bool,
+    /// Memory for parsed layers reused between tags, in MiB (0: read every layer for every tag)
+    #[arg(long, value_name = "MIB", default_value_t = crate::digest::DEFAULT_BUDGET >> 20)]
+    layer_cache_mib: usize,
     #[command(flatten)]
     seal: SealFlags,
 }
@@ -66,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: args.force,
         source: args.seal.source_options(),
         dest: args.seal.dest_options(),
+        layer_cache_budget: args.layer_cache_mib << 20,
     };
     let make_options = || {
         args.seal
@@ -83,13 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else if !args.seal.quiet {
         let count = |f: fn(&Outcome) -> bool| report.tags.iter().filter(|t| f(&t.outcome)).count();
         eprintln!(
-            "bootseal: {} tags listed, {} considered: {} sealed, {} unchanged, {} skipped, {} failed{}",
+            "bootseal: {} tags listed, {} considered: {} sealed, {} unchanged, {} skipped, {} failed; {} layers reused{}",
             report.listed,
             report.tags.len(),
             count(|o| matches!(o, Outcome::Sealed { .. })),
             count(|o| matches!(o, Outcome::Unchanged { .. })),
             count(|o| matches!(o, Outcome::Skipped { .. })),
             report.failed(),
+            report.layers_reused,
             if args.dry_run { " (dry run)" } else { "" },
         );
     }

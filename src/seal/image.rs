@@ -71,6 +71,7 @@ pub fn prepare(
         erofs_version: opts.erofs_version,
         compat: opts.compat,
         capture: boot_inputs::capture_set(),
+        layer_cache: opts.layer_cache.clone(),
         ..Default::default()
     };
     let layers: Vec<digest::LayerInput> = digest::layer_inputs(source, &base)

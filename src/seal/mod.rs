@@ -64,6 +64,8 @@ pub struct SealOptions {
     pub base_name: Option<String>,
     pub jobs: usize,
     pub progress: crate::progress::Progress,
+    /// Parsed base layers shared between the seals of one run (`sync`); None reads every layer.
+    pub layer_cache: Option<std::sync::Arc<crate::digest::LayerCache>>,
 }
 
 impl Default for SealOptions {
@@ -89,6 +91,7 @@ impl Default for SealOptions {
             base_name: None,
             jobs: 4,
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
+            layer_cache: None,
         }
     }
 }

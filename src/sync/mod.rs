@@ -11,11 +11,12 @@ mod shard;
 pub use repo::{Repo, is_bootc};
 pub use shard::{Shard, shard_of};
 
+use crate::digest::LayerCache;
 use crate::seal::{self, BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION, SealOptions};
 use crate::sink::{OciLayoutSink, Sink};
 use crate::source::{self, RegistryOptions, SourceOptions};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What happened to one tag.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -70,6 +71,8 @@ pub struct SyncReport {
     /// Tags listed at the source before filtering and sharding.
     pub listed: usize,
     pub tags: Vec<TagResult>,
+    /// Base layers taken from this run's cache instead of being read again.
+    pub layers_reused: u64,
 }
 
 impl SyncReport {
@@ -95,6 +98,8 @@ pub struct SyncRequest {
     pub force: bool,
     pub source: SourceOptions,
     pub dest: RegistryOptions,
+    /// Bytes of parsed layers kept for reuse between tags (0: no cache).
+    pub layer_cache_budget: usize,
 }
 
 /// Why the run could not start (per-tag failures are [`Outcome::Failed`]).
@@ -134,6 +139,8 @@ pub fn sync(
         }
         _ => None,
     };
+    // Tags of one repository share most layers: each is read once per run.
+    let cache = Arc::new(LayerCache::new(request.layer_cache_budget));
     let results: Mutex<Vec<Option<TagResult>>> = Mutex::new(vec![None; selected.len()]);
     let next = AtomicUsize::new(0);
     let setup_error: Mutex<Option<String>> = Mutex::new(None);
@@ -147,6 +154,7 @@ pub fn sync(
                         return;
                     }
                 };
+                opts.layer_cache = (request.layer_cache_budget > 0).then(|| Arc::clone(&cache));
                 let fingerprint = opts.fingerprint();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -178,6 +186,7 @@ pub fn sync(
         to: request.to.name(),
         listed: listed.len(),
         tags,
+        layers_reused: cache.hits(),
     })
 }
 
