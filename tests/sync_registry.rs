@@ -422,3 +422,69 @@ fn sync_into_an_oci_layout_that_skopeo_reads() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert_verifies(&reg.image("fromlayout:v1"), &keys, &["--tls-verify=false"]);
 }
+
+#[test]
+fn a_failing_tag_does_not_stop_the_others_and_concurrent_runs_agree() {
+    let tmp = scratch();
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    push_bootc(&reg, tmp.path(), "app:v1", Vec::new());
+    // Labelled bootc but without kernel or stub: sealing it fails, naming why.
+    let broken = common::image_builder::OciImage::new()
+        .layer(
+            common::image_builder::TarLayer::with([E::dir("usr"), E::file("usr/x", "x")]),
+            common::image_builder::Compression::Gzip,
+        )
+        .write(&tmp.path().join("broken"), "b");
+    reg.push_layout(&broken.oci_ref(), "app:a-broken");
+    let (from, to) = (reg.image("app"), reg.image("sealed"));
+    let out = sync_cmd(&from, &to, &keys, &[]).output().unwrap();
+    let got = outcomes(&out);
+    assert!(!out.status.success(), "a failed tag fails the run: {got:?}");
+    assert!(got["a-broken"].starts_with("failed: "), "{got:?}");
+    assert!(
+        got["a-broken"].contains("a-broken"),
+        "names the image: {got:?}"
+    );
+    // Listed after the failure, still sealed.
+    assert!(got["v1"].starts_with("sealed "), "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 2 tags failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Two whole runs at once on one destination tag: both succeed and the tag is complete
+    // and the same as a single run writes (sealing is deterministic).
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            sync_cmd(
+                &from,
+                &reg.image("twice"),
+                &keys,
+                &["--tags", "^v1$", "--force"],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_verifies(&reg.image("twice:v1"), &keys, &["--tls-verify=false"]);
+    assert_eq!(
+        manifest_digest(&reg, "twice:v1"),
+        manifest_digest(&reg, "sealed:v1")
+    );
+    // Syncing a repository onto itself is refused before anything is listed.
+    let out = sync_cmd(&from, &from, &keys, &[]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replace their own sources"));
+}

@@ -124,6 +124,12 @@ pub fn sync(
             request.to.name()
         )));
     }
+    if request.from.name() == request.to.name() {
+        return Err(SyncError::Other(format!(
+            "--from and --to are both {}: sealed tags would replace their own sources",
+            request.to.name()
+        )));
+    }
     let listed = request.from.tags(&request.source.registry)?;
     let selected: Vec<String> = listed
         .iter()
