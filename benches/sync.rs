@@ -1,7 +1,8 @@
 //! Benchmark: `bootseal sync` of a repository of 8 bootc tags that share all layers but their
 //! top one, against 8 separate `bootseal seal` runs of the same tags, in the same run and the
-//! same loopback docker-registry (target: sync <= 0.4x). Also `sync --layer-cache-mib 0`, which
-//! reads every layer for every tag, to show what the layer cache itself saves.
+//! same loopback docker-registry (target: sync <= 0.4x). Also `sync --jobs 2` and
+//! `sync --layer-cache-mib 0`, which reads every layer for every tag, to show what the layer
+//! cache itself saves.
 //!
 //! The base: the small bootc test image (real Debian kernel, stub, systemd-boot) plus generated
 //! layers of many files (~200 MB unpacked), so the shared layers dominate as in real OS images.
@@ -138,6 +139,7 @@ fn main() {
         timed(&mut c)
     };
     let synced = sync("bench/synced", &[]);
+    let parallel = sync("bench/parallel", &["--jobs", "2"]);
     let uncached = sync("bench/uncached", &["--layer-cache-mib", "0"]);
     let again = sync("bench/synced", &[]);
     let load_after = loadavg();
@@ -147,6 +149,8 @@ fn main() {
         let a = reg.raw_manifest(&format!("bench/separate:{}", img.tag));
         let b = reg.raw_manifest(&format!("bench/synced:{}", img.tag));
         assert_eq!(a, b, "{}: sync and seal differ", img.tag);
+        let c = reg.raw_manifest(&format!("bench/parallel:{}", img.tag));
+        assert_eq!(a, c, "{}: sync --jobs 2 and seal differ", img.tag);
     }
     let compressed: u64 = images[0].layers.iter().map(|l| l.size).sum();
     println!(
@@ -162,6 +166,11 @@ fn main() {
         "`bootseal sync` (layer cache): {:.2} s = {:.2}x (target <= 0.4x)",
         synced.as_secs_f64(),
         synced.as_secs_f64() / s
+    );
+    println!(
+        "`bootseal sync --jobs 2` (layer cache): {:.2} s = {:.2}x",
+        parallel.as_secs_f64(),
+        parallel.as_secs_f64() / s
     );
     println!(
         "`bootseal sync --layer-cache-mib 0`: {:.2} s = {:.2}x",

@@ -372,6 +372,10 @@ fn sync_into_an_oci_layout_that_skopeo_reads() {
         "{got:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Tags sealed at once still read each shared layer once (one waits for the other's read):
+    // v1, v2 and v3 each take multi's three bootc layers.
+    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(summary.contains("; 9 layers reused"), "{summary}");
     expect_all(&got, "sealed ", &BOOTC_TAGS);
     for t in BOOTC_TAGS {
         assert_verifies(&format!("{to}:{t}"), &keys, &[]);

@@ -13,6 +13,7 @@ use std::sync::{Mutex, mpsc};
 use crate::layer_stream::LayerStream;
 use crate::tree::{CaptureSet, EntryError, ParsedLayer, TreeBuilder, parse_layer};
 
+use super::layer_cache::Lookup;
 use super::{DigestError, LayerCache, LayerInput};
 
 /// The tree after all layers, with byte counts.
@@ -61,15 +62,18 @@ fn cached_or_processed(
     let Some(cache) = cache else {
         return process_layer(input, capture, cancel);
     };
-    let (digest, diff_id) = (input.digest.clone(), input.diff_id.clone());
-    if let Some(parsed) = cache.get(&digest, &diff_id, capture) {
-        return Ok(LayerResult {
-            parsed,
-            compressed_bytes: 0,
-        });
-    }
+    let claim = match cache.lookup(&input.digest, &input.diff_id, capture) {
+        Lookup::Hit(parsed) => {
+            return Ok(LayerResult {
+                parsed,
+                compressed_bytes: 0,
+            });
+        }
+        Lookup::Miss(claim) => claim,
+    };
+    // On failure the claim is dropped and a waiting image reads the layer itself.
     let result = process_layer(input, capture, cancel)?;
-    cache.put(&digest, &diff_id, capture, &result.parsed);
+    cache.put(claim, &result.parsed);
     Ok(result)
 }
 
