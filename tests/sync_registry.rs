@@ -478,7 +478,8 @@ fn a_failing_tag_does_not_stop_the_others_and_concurrent_runs_agree() {
         let out = c.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
     }
