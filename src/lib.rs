@@ -1,8 +1,8 @@
 //! bootseal: turn an unsealed bootc container image into a sealed one, working on registry blobs.
 //!
 //! Modules follow the pipeline left to right: image reference -> source -> layer stream -> tree
-//! -> digest -> UKI -> signature -> new layer -> sink; `seal` strings them together and `cli`
-//! only parses flags.
+//! -> digest -> UKI -> signature -> new layer -> sink; `seal` strings them together, `sync` runs
+//! it over a repository's tags, and `cli` only parses flags.
 
 pub mod authenticode;
 pub mod cli;
@@ -21,6 +21,7 @@ pub mod seal;
 pub mod signer;
 pub mod sink;
 pub mod source;
+pub mod sync;
 pub mod tree;
 pub mod uki;
 pub mod verify;

@@ -11,6 +11,7 @@ mod man;
 mod options;
 mod seal;
 pub mod sign;
+mod sync;
 mod verify;
 pub mod verify_pe;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Digest(digest::Args),
     /// Seal an image: digest, UKI, signatures, new top layer, written to the destination
     Seal(seal::Args),
+    /// Seal every bootc tag of a repository into another, leaving up-to-date tags alone
+    Sync(sync::Args),
     /// Verify a sealed image: digest vs. the UKI's composefs=, one UKI and kernel, signatures
     Verify(verify::Args),
     /// Assemble a Unified Kernel Image from a stub, kernel, initrd, os-release and cmdline.
@@ -89,6 +92,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Digest(a) => digest::run(a),
         Command::Seal(a) => seal::run(a),
+        Command::Sync(a) => sync::run(a),
         Command::Verify(a) => verify::run(a),
         Command::BuildUki(a) => build_uki::run(a),
         Command::Sign(a) => sign::run(a),

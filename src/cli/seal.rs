@@ -6,8 +6,10 @@ use super::read_pe;
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
+use crate::registry::RegistryOptions;
 use crate::seal::{self, SealOptions, UkiSource};
 use crate::source;
+use crate::source::SourceOptions;
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -19,6 +21,23 @@ pub struct Args {
     /// Where to write the sealed image
     #[arg(long)]
     to: String,
+    #[command(flatten)]
+    seal: SealFlags,
+    /// Parallel blob transfers
+    #[arg(long, default_value_t = 4)]
+    jobs: usize,
+    /// Write DST@sha256:… to this file
+    #[arg(long)]
+    digestfile: Option<PathBuf>,
+    /// Print a JSON report
+    #[arg(long)]
+    json: bool,
+}
+
+/// The flags that decide how an image is sealed and how registries are reached: shared by
+/// `seal` and `sync` (flattened into both).
+#[derive(clap::Args, Debug)]
+pub struct SealFlags {
     /// Secure Boot key and certificate (files or pkcs11: URIs); --cert also checks
     /// --uki/--bootloader signatures
     #[command(flatten)]
@@ -59,20 +78,11 @@ pub struct Args {
     format: DigestFormatArgs,
     #[command(flatten)]
     composefs: ComposefsArgArgs,
-    /// Parallel blob transfers
-    #[arg(long, default_value_t = 4)]
-    jobs: usize,
-    /// Write DST@sha256:… to this file
-    #[arg(long)]
-    digestfile: Option<PathBuf>,
-    /// Print a JSON report
-    #[arg(long)]
-    json: bool,
     /// No progress output
     #[arg(long, short)]
-    quiet: bool,
+    pub quiet: bool,
     #[command(flatten)]
-    registry: super::options::CopyRegistryArgs,
+    pub registry: super::options::CopyRegistryArgs,
     #[command(flatten)]
     enroll: super::enroll::EnrollArgs,
 }
@@ -87,67 +97,94 @@ fn parse_label(s: &str) -> anyhow::Result<(String, String)> {
     Ok((k.into(), v.into()))
 }
 
+impl SealFlags {
+    /// How to reach the source registry.
+    pub fn source_options(&self) -> SourceOptions {
+        self.registry.source()
+    }
+
+    /// How to reach the destination registry.
+    pub fn dest_options(&self) -> RegistryOptions {
+        self.registry.destination()
+    }
+
+    /// The seal options these flags describe (loading the key and supplied binaries).
+    pub fn seal_options(
+        &self,
+        base_name: Option<String>,
+        jobs: usize,
+        progress: crate::progress::Mode,
+    ) -> anyhow::Result<SealOptions> {
+        let args = self;
+        let key_opts = args.signing.open_options()?;
+        let cert = args.signing.certificate(&key_opts)?;
+        let signer = args.signing.signer(cert.as_ref(), &key_opts)?;
+        let uki = match &args.uki {
+            Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
+            None => UkiSource::Build,
+        };
+        if signer.is_none() && args.uki.is_none() {
+            bail!("missing signing key: give --key and --cert, or a signed --uki");
+        }
+        let mut labels = vec![("containers.bootc".to_owned(), "sealed".to_owned())];
+        for l in &args.labels {
+            let (k, v) = parse_label(l)?;
+            labels.retain(|(old, _)| *old != k);
+            labels.push((k, v));
+        }
+        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => Some(
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(SealOptions {
+            platforms: if args.platforms.is_empty() {
+                vec![Platform::parse("linux/amd64").expect("valid")]
+            } else {
+                args.platforms.clone()
+            },
+            signer,
+            cert,
+            kargs: args.kargs.clone(),
+            keep_kernel: args.keep_kernel,
+            sign_bootloader: !args.no_sign_bootloader,
+            uki,
+            bootloader: args
+                .bootloader
+                .as_ref()
+                .map(|p| read_pe(p, "bootloader"))
+                .transpose()?,
+            stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
+            allow_section_overlap: args.allow_section_overlap,
+            labels,
+            compression: args.compression,
+            erofs_version: args.format.erofs_version,
+            compat: args.format.composefs_compat,
+            composefs_arg: args.composefs.composefs_arg,
+            allow_missing_verity: args.composefs.allow_missing_verity,
+            source_date_epoch,
+            base_name,
+            jobs: jobs.max(1),
+            progress: crate::progress::Progress::new(progress),
+            layer_cache: None,
+            enrollment: args.enroll.load()?,
+        })
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let from = ImageRef::parse(&args.from).map_err(anyhow::Error::msg)?;
     let to = ImageRef::parse(&args.to).map_err(anyhow::Error::msg)?;
-    let src_opts = args.registry.source();
-    let dst_opts = args.registry.destination();
-
-    let key_opts = args.signing.open_options()?;
-    let cert = args.signing.certificate(&key_opts)?;
-    let signer = args.signing.signer(cert.as_ref(), &key_opts)?;
-    let uki = match &args.uki {
-        Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
-        None => UkiSource::Build,
-    };
-    if signer.is_none() && args.uki.is_none() {
-        bail!("missing signing key: give --key and --cert, or a signed --uki");
-    }
-    let mut labels = vec![("containers.bootc".to_owned(), "sealed".to_owned())];
-    for l in &args.labels {
-        let (k, v) = parse_label(l)?;
-        labels.retain(|(old, _)| *old != k);
-        labels.push((k, v));
-    }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Some(
-            v.trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        ),
-        Err(_) => None,
-    };
-    let opts = SealOptions {
-        platforms: if args.platforms.is_empty() {
-            vec![Platform::parse("linux/amd64").expect("valid")]
-        } else {
-            args.platforms.clone()
-        },
-        signer,
-        cert,
-        kargs: args.kargs.clone(),
-        keep_kernel: args.keep_kernel,
-        sign_bootloader: !args.no_sign_bootloader,
-        uki,
-        bootloader: args
-            .bootloader
-            .as_ref()
-            .map(|p| read_pe(p, "bootloader"))
-            .transpose()?,
-        stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
-        allow_section_overlap: args.allow_section_overlap,
-        labels,
-        compression: args.compression,
-        erofs_version: args.format.erofs_version,
-        compat: args.format.composefs_compat,
-        composefs_arg: args.composefs.composefs_arg,
-        allow_missing_verity: args.composefs.allow_missing_verity,
-        source_date_epoch,
-        base_name: from.registry_name(),
-        jobs: args.jobs.max(1),
-        progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
-        enrollment: args.enroll.load()?,
-    };
+    let src_opts = args.seal.source_options();
+    let dst_opts = args.seal.dest_options();
+    let opts = args.seal.seal_options(
+        from.registry_name(),
+        args.jobs,
+        crate::progress::Mode::detect(args.seal.quiet),
+    )?;
     let source = source::open(&from, &src_opts)?;
     let sink = crate::sink::open(&to, &dst_opts)?;
     let report = seal::seal(source, sink.as_ref(), &to, &opts)?;
@@ -155,7 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(f) = &args.digestfile {
         std::fs::write(f, &report.digest).with_context(|| format!("writing {}", f.display()))?;
     }
-    if !args.quiet {
+    if !args.seal.quiet {
         for p in &report.platforms {
             for w in &p.warnings {
                 eprintln!("bootseal: warning: {}: {w}", p.platform);

@@ -8,9 +8,11 @@
 
 mod finish;
 mod image;
+mod layer_cache;
 mod pipeline;
 
 pub use image::{layer_inputs, of_image};
+pub use layer_cache::{DEFAULT_BUDGET, LayerCache};
 
 use std::io::Read;
 use std::sync::Arc;
@@ -136,6 +138,8 @@ pub struct DigestOptions {
     pub keep_dumpfile: bool,
     /// Layers processed at once; `None` means the number of CPUs.
     pub parallelism: Option<usize>,
+    /// Parsed layers shared with other digests of the same run (`sync`).
+    pub layer_cache: Option<Arc<LayerCache>>,
 }
 
 /// Wall-clock time per phase.
@@ -266,7 +270,13 @@ pub fn ingest(
     let parallelism = opts.parallelism.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let built = pipeline::build_tree(image_name, layers, &capture, parallelism)?;
+    let built = pipeline::build_tree(
+        image_name,
+        layers,
+        &capture,
+        parallelism,
+        opts.layer_cache.as_deref(),
+    )?;
     Ok(Ingested {
         image: image_name.to_string(),
         built,

@@ -13,7 +13,8 @@ use std::sync::{Mutex, mpsc};
 use crate::layer_stream::LayerStream;
 use crate::tree::{CaptureSet, EntryError, ParsedLayer, TreeBuilder, parse_layer};
 
-use super::{DigestError, LayerInput};
+use super::layer_cache::Lookup;
+use super::{DigestError, LayerCache, LayerInput};
 
 /// The tree after all layers, with byte counts.
 pub(crate) struct BuiltTree {
@@ -49,11 +50,39 @@ fn process_layer(
     })
 }
 
+/// The layer from `cache` when this run already parsed the same blob, else read, verified,
+/// parsed and (budget permitting) cached. A cached layer counts no compressed bytes: none
+/// were read.
+fn cached_or_processed(
+    input: LayerInput,
+    capture: &CaptureSet,
+    cancel: &AtomicBool,
+    cache: Option<&LayerCache>,
+) -> Result<LayerResult, EntryError> {
+    let Some(cache) = cache else {
+        return process_layer(input, capture, cancel);
+    };
+    let claim = match cache.lookup(&input.digest, &input.diff_id, capture) {
+        Lookup::Hit(parsed) => {
+            return Ok(LayerResult {
+                parsed,
+                compressed_bytes: 0,
+            });
+        }
+        Lookup::Miss(claim) => claim,
+    };
+    // On failure the claim is dropped and a waiting image reads the layer itself.
+    let result = process_layer(input, capture, cancel)?;
+    cache.put(claim, &result.parsed);
+    Ok(result)
+}
+
 pub(crate) fn build_tree(
     image: &str,
     layers: Vec<LayerInput>,
     capture: &CaptureSet,
     parallelism: usize,
+    cache: Option<&LayerCache>,
 ) -> Result<BuiltTree, DigestError> {
     let count = layers.len();
     let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
@@ -97,7 +126,7 @@ pub(crate) fn build_tree(
                         .unwrap_or_else(|p| p.into_inner())
                         .take()
                         .expect("each layer is taken once");
-                    let result = process_layer(input, capture, &cancel_flags[index]);
+                    let result = cached_or_processed(input, capture, &cancel_flags[index], cache);
                     if tx.send((index, result)).is_err() {
                         break;
                     }

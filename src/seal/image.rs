@@ -73,6 +73,7 @@ pub fn prepare(
         erofs_version: opts.erofs_version,
         compat: opts.compat,
         capture: boot_inputs::capture_set(),
+        layer_cache: opts.layer_cache.clone(),
         ..Default::default()
     };
     let layers: Vec<digest::LayerInput> = digest::layer_inputs(source, &base)
@@ -257,10 +258,13 @@ pub fn seal_image(
         platform: None,
         annotations: None,
     };
-    let mut annotations = vec![(
-        "org.opencontainers.image.base.digest".to_owned(),
-        base.manifest_digest(),
-    )];
+    let mut annotations = vec![
+        (
+            "org.opencontainers.image.base.digest".to_owned(),
+            base.manifest_digest(),
+        ),
+        (super::FINGERPRINT_ANNOTATION.to_owned(), opts.fingerprint()),
+    ];
     if let Some(name) = &opts.base_name {
         annotations.push((
             "org.opencontainers.image.base.name".to_owned(),

@@ -5,11 +5,13 @@
 
 mod boot_inputs;
 pub(crate) mod enroll;
+mod fingerprint;
 mod image;
 pub mod policy;
 mod write;
 
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
+pub use fingerprint::{BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION};
 pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_from_image};
 pub use write::{SealReport, seal};
 
@@ -68,6 +70,8 @@ pub struct SealOptions {
     pub progress: crate::progress::Progress,
     /// Secure Boot enrollment payloads to carry for `bootc install` (`--enroll-keys`).
     pub enrollment: Option<crate::efi_keys::Enrollment>,
+    /// Parsed base layers shared between the seals of one run (`sync`); None reads every layer.
+    pub layer_cache: Option<std::sync::Arc<crate::digest::LayerCache>>,
 }
 
 impl Default for SealOptions {
@@ -94,6 +98,7 @@ impl Default for SealOptions {
             jobs: 4,
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
             enrollment: None,
+            layer_cache: None,
         }
     }
 }

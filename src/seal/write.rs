@@ -91,6 +91,24 @@ pub fn seal(
                     .map_err(dest_err)?;
                 platforms.push(report(&sealed));
             }
+            // The index records what it was sealed from and how, as its manifests do, so
+            // `sync` can judge a multi-arch tag from its top document alone (a Docker manifest
+            // list has no annotations).
+            if root.media_type != crate::manifest::DOCKER_LIST {
+                let annotations = index
+                    .as_object_mut()
+                    .map(|o| {
+                        o.entry("annotations")
+                            .or_insert_with(|| serde_json::json!({}))
+                    })
+                    .and_then(serde_json::Value::as_object_mut)
+                    .ok_or_else(|| dest_err("index annotations are not an object".into()))?;
+                annotations.insert(super::BASE_DIGEST_ANNOTATION.into(), root.digest().into());
+                annotations.insert(
+                    super::FINGERPRINT_ANNOTATION.into(),
+                    opts.fingerprint().into(),
+                );
+            }
             let bytes = serde_json::to_vec(&index).map_err(|e| dest_err(e.to_string()))?;
             Document::parse(bytes, Some(&root.media_type)).map_err(dest_err)?
         }

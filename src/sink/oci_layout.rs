@@ -176,6 +176,11 @@ impl Sink for OciLayoutSink {
         self.put_blob(&desc, &doc.bytes)?;
         let Some(tag) = tag else { return Ok(()) };
         let _guard = self.index_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Other processes (concurrent `sync` shards into one layout) update index.json too: an
+        // advisory lock on the directory makes each read-modify-write whole.
+        let dir_lock = std::fs::File::open(&self.dir)?;
+        rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| SinkError(format!("locking {}: {e}", self.dir.display())))?;
         let index_path = self.dir.join("index.json");
         let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path)?)
             .map_err(|e| SinkError(format!("index.json: {e}")))?;

@@ -4,11 +4,13 @@
 mod oci_archive;
 pub mod oci_layout;
 mod registry;
+mod registry_tags;
 
 pub use crate::registry::RegistryOptions;
 pub use oci_archive::OciArchiveSource;
 pub use oci_layout::OciLayoutSource;
 pub use registry::RegistrySource;
+pub use registry_tags::list_tags;
 
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;

@@ -39,7 +39,7 @@ impl TreeBuilder {
     /// Applies one layer's entries in stream order.
     pub fn apply(&mut self, layer: ParsedLayer) -> Result<(), EntryError> {
         for (id, blob) in layer.stash {
-            self.stash.entry(id).or_insert_with(|| blob.into());
+            self.stash.entry(id).or_insert(blob);
         }
         for entry in layer.entries {
             self.apply_entry(entry)?;

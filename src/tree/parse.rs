@@ -31,13 +31,65 @@ const BUFFER: usize = 256 * 1024;
 /// The parsed form of one layer: entries in stream order plus stashed contents.
 pub struct ParsedLayer {
     pub entries: Vec<TarEntry<ObjectId>>,
-    /// Contents of captured external files, by fs-verity id.
-    pub stash: Vec<(ObjectId, Blob)>,
+    /// Contents of captured external files, by fs-verity id (shared, so a cached layer can be
+    /// applied again without copying them).
+    pub stash: Vec<(ObjectId, std::sync::Arc<Blob>)>,
     /// Uncompressed bytes read, including end-of-archive padding.
     pub uncompressed_bytes: u64,
     /// Regular files stored as external objects and their total size.
     pub external_files: u64,
     pub external_bytes: u64,
+}
+
+impl ParsedLayer {
+    /// A copy to apply again (the tree builder consumes what it applies). Entries are
+    /// metadata and fs-verity ids only; stashed contents are shared.
+    pub fn duplicate(&self) -> ParsedLayer {
+        ParsedLayer {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| TarEntry {
+                    path: e.path.clone(),
+                    stat: e.stat.clone(),
+                    item: match &e.item {
+                        TarItem::Directory => TarItem::Directory,
+                        TarItem::Leaf(content) => TarItem::Leaf(content.clone()),
+                        TarItem::Hardlink(target) => TarItem::Hardlink(target.clone()),
+                    },
+                })
+                .collect(),
+            stash: self.stash.clone(),
+            uncompressed_bytes: self.uncompressed_bytes,
+            external_files: self.external_files,
+            external_bytes: self.external_bytes,
+        }
+    }
+
+    /// A rough count of the heap bytes this layer holds (for cache budgets).
+    pub fn approximate_size(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| {
+                let xattrs: usize = e
+                    .stat
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum();
+                let content = match &e.item {
+                    TarItem::Leaf(LeafContent::Regular(RegularFile::Inline(b))) => b.len(),
+                    TarItem::Leaf(LeafContent::Symlink(t)) => t.len(),
+                    TarItem::Hardlink(t) => t.len(),
+                    _ => 0,
+                };
+                std::mem::size_of::<TarEntry<ObjectId>>()
+                    + e.path.as_os_str().len()
+                    + xattrs
+                    + content
+            })
+            .sum()
+    }
 }
 
 /// A read buffer the tar parser looks into without copying.
@@ -277,8 +329,10 @@ fn read_entry(
             }
             let id = hasher.digest();
             if let Some(k) = keep {
-                out.stash
-                    .push((id.clone(), k.finish().map_err(|e| e.to_string())?));
+                out.stash.push((
+                    id.clone(),
+                    std::sync::Arc::new(k.finish().map_err(|e| e.to_string())?),
+                ));
             }
             out.external_files += 1;
             out.external_bytes += size;

@@ -15,6 +15,7 @@ pub mod reference_check;
 pub mod registry;
 pub mod secureboot;
 pub mod softhsm;
+pub mod sync_repo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,297 @@
+//! `sync`: seal every tag of a repository into another, idempotently. Above `seal`: it lists
+//! the source's tags, keeps those of this shard that match the filter, plans each one
+//! (unchanged when the destination already records this source manifest and this seal
+//! fingerprint; skipped when not a bootc image) and runs the plain seal pipeline on the rest.
+//! A tag moves only when `seal` writes its top manifest, last, so a killed run loses at most
+//! the tags in flight and a rerun picks them up.
+
+mod repo;
+mod shard;
+
+pub use repo::{Repo, is_bootc};
+pub use shard::{Shard, shard_of};
+
+use crate::digest::LayerCache;
+use crate::seal::{self, BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION, SealOptions};
+use crate::sink::{OciLayoutSink, Sink};
+use crate::source::{self, RegistryOptions, SourceOptions};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What happened to one tag.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Sealed and written; `reference` is `DST@sha256:…`.
+    Sealed {
+        reference: String,
+        digest: String,
+    },
+    /// `--dry-run`: would have been sealed.
+    WouldSeal,
+    /// The destination already holds this source sealed with these options.
+    Unchanged {
+        digest: String,
+    },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// One tag's line of the summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TagResult {
+    pub tag: String,
+    /// The source manifest (or index) digest, when it could be read.
+    pub source_digest: Option<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Display for TagResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            Outcome::Sealed { reference, .. } => write!(f, "{}: sealed {reference}", self.tag),
+            Outcome::WouldSeal => write!(f, "{}: would seal (dry run)", self.tag),
+            Outcome::Unchanged { .. } => write!(f, "{}: unchanged", self.tag),
+            Outcome::Skipped { reason } => write!(f, "{}: skipped: {reason}", self.tag),
+            Outcome::Failed { reason } => write!(f, "{}: failed: {reason}", self.tag),
+        }
+    }
+}
+
+/// The whole run, tags in listing order.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SyncReport {
+    pub from: String,
+    pub to: String,
+    /// Tags listed at the source before filtering and sharding.
+    pub listed: usize,
+    pub tags: Vec<TagResult>,
+    /// Base layers taken from this run's cache instead of being read again.
+    pub layers_reused: u64,
+}
+
+impl SyncReport {
+    pub fn failed(&self) -> usize {
+        self.tags
+            .iter()
+            .filter(|t| matches!(t.outcome, Outcome::Failed { .. }))
+            .count()
+    }
+}
+
+/// A sync to run.
+pub struct SyncRequest {
+    pub from: Repo,
+    pub to: Repo,
+    /// Only tags matching this expression (anchored by the caller if wanted).
+    pub tags: Option<regex::Regex>,
+    pub shard: Option<Shard>,
+    /// Tags sealed at once.
+    pub jobs: usize,
+    pub dry_run: bool,
+    /// Reseal even tags the destination records as up to date.
+    pub force: bool,
+    pub source: SourceOptions,
+    pub dest: RegistryOptions,
+    /// Bytes of parsed layers kept for reuse between tags (0: no cache).
+    pub layer_cache_budget: usize,
+}
+
+/// Why the run could not start (per-tag failures are [`Outcome::Failed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Runs `request`. `make_options` gives each worker its own seal options (the signer is not
+/// shared between threads); `on_result` sees each tag as it finishes.
+pub fn sync(
+    request: &SyncRequest,
+    make_options: &(dyn Fn() -> Result<SealOptions, String> + Sync),
+    on_result: &(dyn Fn(&TagResult) + Sync),
+) -> Result<SyncReport, SyncError> {
+    if request.to.single_tag().is_some() {
+        return Err(SyncError::Other(format!(
+            "--to {}: name a repository or layout without a tag (each tag keeps its name)",
+            request.to.name()
+        )));
+    }
+    if request.from.name() == request.to.name() {
+        return Err(SyncError::Other(format!(
+            "--from and --to are both {}: sealed tags would replace their own sources",
+            request.to.name()
+        )));
+    }
+    let listed = request.from.tags(&request.source.registry)?;
+    let selected: Vec<String> = listed
+        .iter()
+        .filter(|t| request.tags.as_ref().is_none_or(|re| re.is_match(t)))
+        .filter(|t| request.shard.is_none_or(|s| s.contains(t)))
+        .cloned()
+        .collect();
+    // One layout for every tag (blobs stored once); registries are opened per tag, and only
+    // for tags that are written.
+    let layout_sink = match (&request.to, request.dry_run) {
+        (Repo::Layout { dir, .. }, false) => {
+            Some(OciLayoutSink::create(dir, None).map_err(|e| SyncError::Other(e.to_string()))?)
+        }
+        _ => None,
+    };
+    // Tags of one repository share most layers: each is read once per run.
+    let cache = Arc::new(LayerCache::new(request.layer_cache_budget));
+    let results: Mutex<Vec<Option<TagResult>>> = Mutex::new(vec![None; selected.len()]);
+    let next = AtomicUsize::new(0);
+    let setup_error: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..request.jobs.clamp(1, selected.len().max(1)) {
+            scope.spawn(|| {
+                let mut opts = match make_options() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        lock(&setup_error).get_or_insert(e);
+                        return;
+                    }
+                };
+                opts.layer_cache = (request.layer_cache_budget > 0).then(|| Arc::clone(&cache));
+                let fingerprint = opts.fingerprint();
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(tag) = selected.get(i) else { break };
+                    let result = sync_tag(
+                        request,
+                        tag,
+                        &mut opts,
+                        &fingerprint,
+                        layout_sink.as_ref().map(|s| s as &dyn Sink),
+                    );
+                    on_result(&result);
+                    lock(&results)[i] = Some(result);
+                }
+            });
+        }
+    });
+    if let Some(e) = lock(&setup_error).take() {
+        return Err(SyncError::Other(e));
+    }
+    let tags = results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(SyncReport {
+        from: request.from.name(),
+        to: request.to.name(),
+        listed: listed.len(),
+        tags,
+        layers_reused: cache.hits(),
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Plans and, when needed, seals one tag; every error becomes this tag's `Failed`.
+fn sync_tag(
+    request: &SyncRequest,
+    tag: &str,
+    opts: &mut SealOptions,
+    fingerprint: &str,
+    layout_sink: Option<&dyn Sink>,
+) -> TagResult {
+    let mut result = TagResult {
+        tag: tag.to_owned(),
+        source_digest: None,
+        outcome: Outcome::WouldSeal,
+    };
+    let fail = |reason: String| Outcome::Failed { reason };
+    let from = request.from.image(tag);
+    let source = match source::open(&from, &request.source) {
+        Ok(s) => s,
+        Err(e) => {
+            result.outcome = fail(e.to_string());
+            return result;
+        }
+    };
+    let root = match source.root_manifest() {
+        Ok(r) => r,
+        Err(e) => {
+            result.outcome = fail(e.to_string());
+            return result;
+        }
+    };
+    let source_digest = root.digest();
+    result.source_digest = Some(source_digest.clone());
+    if !request.force
+        && let Some(existing) = request.to.existing(tag, &request.dest)
+    {
+        let recorded = |key: &str| {
+            existing
+                .json
+                .get("annotations")
+                .and_then(|a| a.get(key))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        if recorded(BASE_DIGEST_ANNOTATION).as_deref() == Some(source_digest.as_str())
+            && recorded(FINGERPRINT_ANNOTATION).as_deref() == Some(fingerprint)
+        {
+            result.outcome = Outcome::Unchanged {
+                digest: existing.digest(),
+            };
+            return result;
+        }
+    }
+    match is_bootc(source.as_ref(), &root, &opts.platforms) {
+        Ok(true) => {}
+        Ok(false) => {
+            result.outcome = Outcome::Skipped {
+                reason: "not bootc (no containers.bootc or ostree.bootable label)".into(),
+            };
+            return result;
+        }
+        Err(e) => {
+            result.outcome = fail(e.to_string());
+            return result;
+        }
+    }
+    if request.dry_run {
+        return result;
+    }
+    let to = request.to.image(tag);
+    opts.base_name = from.registry_name();
+    let opened;
+    let sink: &dyn Sink = match layout_sink {
+        Some(s) => s,
+        None => match crate::sink::open(&to, &request.dest) {
+            Ok(s) => {
+                opened = s;
+                opened.as_ref()
+            }
+            Err(e) => {
+                result.outcome = fail(e.to_string());
+                return result;
+            }
+        },
+    };
+    result.outcome = match seal::seal(source, sink, &to, opts)
+        .map_err(|e| e.to_string())
+        .and_then(|report| sink.commit().map(|()| report).map_err(|e| e.to_string()))
+    {
+        Ok(report) => Outcome::Sealed {
+            reference: report.reference,
+            digest: report.digest,
+        },
+        Err(e) => fail(e),
+    };
+    result
+}
