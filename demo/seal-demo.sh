@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# seal-demo.sh [--boot]: the whole bootseal job on an embedded default, nothing prepared by hand.
+# seal-demo.sh [--boot] [--check]: the whole bootseal job on an embedded default, nothing prepared
+# by hand.
+#  0. checks for every tool it needs before building anything: as root it installs the missing
+#     Debian packages (apt-get update first); otherwise it prints the one apt-get line to run and
+#     exits 2. --check only checks (exit 0 when all is there, 2 with the apt-get line when not).
 #  1. builds a small bootc-like image (5 layers) from Debian packages: the kernel of
 #     linux-image-amd64 with some of its modules and a busybox initramfs, systemd-boot-efi's stub
 #     and boot loader, an os-release and a kargs.d file;
@@ -7,18 +11,96 @@
 #  3. generates a test Secure Boot key and certificate;
 #  4. `bootseal seal`s registry -> registry, `bootseal verify`s the result and prints it;
 #  5. with --boot, boots the sealed UKI under OVMF with Secure Boot enforced (QEMU, TCG).
-# Needs (Debian): skopeo umoci docker-registry openssl cpio busybox (downloaded), and for --boot
-# qemu-system-x86 ovmf mtools dosfstools plus virt-fw-vars (pip install virt-firmware).
+# Needs Rust (cargo) unless BOOTSEAL names a built binary; every Debian package it needs is
+# installed by step 0. No PyPI package is needed (OVMF ships its Secure Boot variable store).
 set -euo pipefail
 
 BOOT=0
+CHECK_ONLY=0
 for a in "$@"; do
   case "$a" in
     --boot) BOOT=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --check) CHECK_ONLY=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "seal-demo: unknown argument $a" >&2; exit 2 ;;
   esac
 done
+
+# --- 0. prerequisites, before anything is built -------------------------------------------
+missing=()   # what is missing, for the message
+packages=()  # the Debian packages that provide it, each once
+note_missing() {
+  missing+=("$1 (Debian package $2)")
+  case " ${packages[*]-} " in *" $2 "*) ;; *) packages+=("$2") ;; esac
+}
+need_cmd() { command -v "$1" >/dev/null 2>&1 || note_missing "$1" "$2"; }
+need_file() { [ -e "$1" ] || note_missing "$1" "$2"; }
+need_deb() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ] ||
+    note_missing "$1" "$1"
+}
+check_prerequisites() {
+  missing=(); packages=(); need_update=0; need_rust=0
+  if [ -z "${BOOTSEAL:-}" ]; then
+    command -v cargo >/dev/null 2>&1 || need_rust=1
+    need_cmd cc build-essential
+    need_cmd pkg-config pkg-config
+    need_deb libssl-dev
+  fi
+  need_cmd umoci umoci
+  need_cmd skopeo skopeo
+  need_cmd docker-registry docker-registry
+  need_cmd curl curl
+  need_cmd openssl openssl
+  need_cmd cpio cpio
+  need_cmd gzip gzip
+  if [ "$BOOT" = 1 ]; then
+    need_cmd qemu-system-x86_64 qemu-system-x86
+    need_cmd mkfs.vfat dosfstools
+    need_cmd mmd mtools
+    need_cmd mcopy mtools
+    need_file /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ovmf
+    need_file /usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd ovmf
+    need_file /usr/share/ovmf/PkKek-1-snakeoil.key ovmf
+  fi
+  # `apt-get download` of the kernel, stub and busybox needs the package lists.
+  apt-cache show linux-image-amd64 systemd-boot-efi busybox-static >/dev/null 2>&1 || need_update=1
+}
+check_prerequisites
+if [ ${#packages[@]} -gt 0 ] || [ "$need_update" = 1 ]; then
+  if [ "$(id -u)" = 0 ] && [ "$CHECK_ONLY" = 0 ]; then
+    printf '\n== installing %s\n' "${packages[*]-package lists}"
+    apt-get update -q
+    if [ ${#packages[@]} -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+    fi
+    check_prerequisites
+    if [ ${#packages[@]} -gt 0 ] || [ "$need_update" = 1 ]; then
+      for m in "${missing[@]}"; do echo "seal-demo: still missing after apt-get install: $m" >&2; done
+      [ "$need_update" = 1 ] && echo "seal-demo: apt still has no package lists" >&2
+      exit 1
+    fi
+  else
+    for m in "${missing[@]}"; do echo "seal-demo: missing: $m" >&2; done
+    [ "$need_update" = 1 ] && echo "seal-demo: apt has no package lists (linux-image-amd64 etc.)" >&2
+    echo "seal-demo: run as root, then run the demo again:" >&2
+    if [ ${#packages[@]} -gt 0 ]; then
+      echo "apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
+    else
+      echo "apt-get update"
+    fi
+    exit 2
+  fi
+fi
+if [ -n "${BOOTSEAL:-}" ] && [ ! -x "$BOOTSEAL" ]; then
+  echo "seal-demo: BOOTSEAL=$BOOTSEAL is not an executable file" >&2
+  exit 2
+fi
+if [ "$need_rust" = 1 ]; then
+  echo "seal-demo: cargo not found: install Rust >= 1.88 (https://rustup.rs), or set BOOTSEAL to a built bootseal" >&2
+  exit 2
+fi
+[ "$CHECK_ONLY" = 1 ] && { echo "seal-demo: all prerequisites are installed"; exit 0; }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=${DEMO_WORK:-$(mktemp -d /tmp/bootseal-demo.XXXXXX)}
@@ -35,10 +117,7 @@ say "downloading Debian packages into $work/debs"
 mkdir -p "$work/debs"
 cd "$work/debs"
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-if [ -z "$kpkg" ]; then
-  [ "$(id -u)" = 0 ] && apt-get update -qq
-  kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-fi
+[ -n "$kpkg" ] || { echo "seal-demo: apt cannot resolve linux-image-amd64's kernel package" >&2; exit 1; }
 ls "$kpkg"_*.deb >/dev/null 2>&1 || apt-get download -q "$kpkg"
 ls systemd-boot-efi_*.deb >/dev/null 2>&1 || apt-get download -q systemd-boot-efi
 ls busybox-static_*.deb >/dev/null 2>&1 || apt-get download -q busybox-static

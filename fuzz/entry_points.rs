@@ -168,38 +168,74 @@ pub fn manifest_json(data: &[u8]) {
 }
 
 /// The input as `kargs.d` files: split at NUL bytes into `NN-fuzz.toml` files, read for
-/// amd64 and arm64.
+/// amd64 and arm64. Whatever `from_kargs_d` accepts must leave the sealed composefs argument
+/// as the seal wrote it: that is the property the kargs.d checks exist for.
 pub fn kargs_toml(data: &[u8]) {
+    use bootseal::cmdline::{ArgForm, Expected, from_kargs_d, sealed_cmdline};
+    use bootseal::digest::ErofsVersion;
+
     let files: Vec<(String, Vec<u8>)> = data
         .split(|&b| b == 0)
         .enumerate()
         .map(|(i, bytes)| (format!("{i:02}-fuzz.toml"), bytes.to_vec()))
         .collect();
     for arch in ["amd64", "arm64"] {
-        match bootseal::kargs::from_kargs_d(&files, arch) {
-            Ok(kargs) => drop(kargs),
+        match from_kargs_d(&files, arch) {
+            Ok(kargs) => {
+                for (form, erofs_version, insecure) in [
+                    (ArgForm::Composefs, ErofsVersion::V1, false),
+                    (ArgForm::ComposefsDigest, ErofsVersion::V2, true),
+                ] {
+                    let expected = Expected {
+                        digest_hex: DIGEST,
+                        erofs_version,
+                        allow_missing_verity: insecure,
+                    };
+                    if let Err(e) = sealed_cmdline(expected, form, &kargs, &[]) {
+                        panic!("kargs.d entries {kargs:?} were accepted but break the seal: {e}");
+                    }
+                }
+            }
             Err(e) => one_line("kargs.d", e),
         }
     }
 }
 
-/// The input as a kernel command line, read the way the composefs initramfs reads it
-/// (composefs-boot 0.9.0's `ComposefsCmdline`) and the way bootseal reads it.
+const DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\
+                      0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The input as a kernel command line: composefs-boot 0.9.0's `ComposefsCmdline` (what the
+/// initramfs runs) and bootseal's `cmdline::read_composefs`; what bootseal reads must agree
+/// with composefs-boot, and must write back to the same digest.
 pub fn cmdline(data: &[u8]) {
+    use bootseal::cmdline::{ArgForm, composefs_argument, read_composefs};
+    use bootseal::digest::ErofsVersion;
     use composefs::fsverity::{FsVerityHashValue, Sha512HashValue};
     use composefs_boot::cmdline::ComposefsCmdline;
 
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match ComposefsCmdline::<Sha512HashValue>::from_cmdline(text) {
-        Ok(Some(parsed)) => {
-            let _ = parsed.digest().to_hex();
-            let _ = parsed.is_insecure();
-            let _ = parsed.to_cmdline_arg();
-        }
-        Ok(None) => {}
-        Err(e) => one_line("composefs cmdline", format!("{e:#}")),
+    let upstream = ComposefsCmdline::<Sha512HashValue>::from_cmdline(text);
+    if let Err(e) = &upstream {
+        one_line("composefs-boot cmdline", format!("{e:#}"));
     }
-    let _ = bootseal::kargs::composefs_digest(text);
+    match read_composefs(text) {
+        Ok(arg) => {
+            let Ok(Some(upstream)) = upstream else {
+                panic!("bootseal read {arg:?} where composefs-boot reads none");
+            };
+            assert_eq!(arg.digest_hex, upstream.digest().to_hex());
+            assert_eq!(arg.insecure, upstream.is_insecure());
+            for form in [ArgForm::Composefs, ArgForm::ComposefsDigest] {
+                let written =
+                    composefs_argument(&arg.digest_hex, form, ErofsVersion::V1, arg.insecure)
+                        .expect("a digest bootseal read is writable");
+                let again = read_composefs(&written).expect("bootseal reads what it writes");
+                assert_eq!(again.digest_hex, arg.digest_hex);
+                assert_eq!(again.insecure, arg.insecure);
+            }
+        }
+        Err(e) => one_line("cmdline", e),
+    }
 }

@@ -7,8 +7,8 @@
 pub mod auth;
 pub mod authenticode;
 pub mod cli;
+pub mod cmdline;
 pub mod digest;
-pub mod kargs;
 pub mod keys;
 pub mod layer_stream;
 pub mod layer_writer;

@@ -33,8 +33,8 @@ pub struct HistoryEntry {
     pub comment: String,
 }
 
-/// The config with `diff_id` appended to `rootfs.diff_ids`, a history entry appended, and
-/// `labels` set in `config.Labels` (created when missing).
+/// The config with `diff_id` appended to `rootfs.diff_ids`, a history entry appended, `created`
+/// set to the history entry's date, and `labels` set in `config.Labels` (created when missing).
 pub fn config_with_layer(
     config: &Value,
     diff_id: &str,
@@ -64,6 +64,7 @@ pub fn config_with_layer(
         "created_by": history.created_by,
         "comment": history.comment,
     }));
+    obj.insert("created".into(), json!(history.created));
     if !labels.is_empty() {
         let inner = obj
             .entry("config")
@@ -139,6 +140,120 @@ pub fn index_with_replaced(index: &Value, old: &str, new: &Descriptor) -> Result
     Ok(i)
 }
 
+/// The date a sealed image carries: as written (RFC 3339) and in whole Unix seconds (the new
+/// layer's mtimes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageDate {
+    pub text: String,
+    pub unix: u64,
+}
+
+impl ImageDate {
+    /// The date of a Unix time (`SOURCE_DATE_EPOCH`).
+    pub fn from_unix(unix: u64) -> Self {
+        ImageDate {
+            text: rfc3339(unix),
+            unix,
+        }
+    }
+}
+
+/// The base image's own date, a deterministic default for its sealed successor: the config's
+/// `created`, else the newest `created` of its history; None when neither is a valid RFC 3339
+/// time at or after 1970. The text is kept as the base wrote it (sub-second digits and all).
+pub fn base_date(config: &Value) -> Option<ImageDate> {
+    let dated = |v: &Value| {
+        let text = v.get("created")?.as_str()?;
+        Some(ImageDate {
+            text: text.to_owned(),
+            unix: parse_rfc3339(text)?,
+        })
+    };
+    dated(config).or_else(|| {
+        config
+            .get("history")?
+            .as_array()?
+            .iter()
+            .filter_map(dated)
+            .max_by_key(|d| d.unix)
+    })
+}
+
+/// Whole Unix seconds of an RFC 3339 time (`2024-05-06T07:08:09.123Z`, `…+02:00`); None when
+/// malformed or before 1970.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let sep = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] {
+        return None;
+    }
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if sep(i, b".") {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match b.get(i) {
+        Some(b'Z' | b'z') if b.len() == i + 1 => 0,
+        Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && sep(i + 3, b":") => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's days_from_civil, the inverse of `rfc3339` below.
+    let (yy, m) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset).ok()
+}
+
 /// RFC 3339 UTC time for a Unix time (history `created`), without a date library.
 pub fn rfc3339(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
@@ -194,7 +309,8 @@ mod tests {
                 "config",
                 "rootfs",
                 "history",
-                "aa"
+                "aa",
+                "created"
             ]
         );
         assert_eq!(out["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
@@ -204,6 +320,7 @@ mod tests {
         );
         assert_eq!(out["config"]["X"], 2);
         assert_eq!(out["history"][1]["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(out["created"], "2023-11-14T22:13:20Z");
         assert_eq!(out["history"][0], json!({"created_by":"x"}));
     }
 
@@ -233,6 +350,51 @@ mod tests {
             layer_media_type(OCI_MANIFEST, LayerCompression::Zstd).unwrap(),
             OCI_LAYER_ZSTD
         );
+    }
+
+    #[test]
+    fn base_date_prefers_created_then_newest_history() {
+        let c = json!({"created": "2024-05-06T07:08:09.123456789Z",
+                       "history": [{"created": "2025-01-01T00:00:00Z"}]});
+        assert_eq!(
+            base_date(&c),
+            Some(ImageDate {
+                text: "2024-05-06T07:08:09.123456789Z".into(),
+                unix: 1_714_979_289
+            })
+        );
+        let c = json!({"created": "yesterday", "history": [
+            {"created": "2023-11-14T22:13:20Z"}, {"created_by": "no date"},
+            {"created": "2023-11-15T00:13:20+02:00"}, {"created": "2023-11-14T00:00:00Z"}]});
+        assert_eq!(base_date(&c).unwrap().text, "2023-11-15T00:13:20+02:00");
+        assert_eq!(base_date(&c).unwrap().unix, 1_700_000_000);
+        assert_eq!(base_date(&json!({"history": [{"created": 5}]})), None);
+        assert_eq!(base_date(&json!({"created": "1969-12-31T23:59:59Z"})), None);
+    }
+
+    #[test]
+    fn parse_rfc3339_round_trips_and_refuses_malformed() {
+        for t in [0u64, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.5-01:30"),
+            Some(951_787_800)
+        );
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-02-29T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+0200",
+            "2023-11-14T22:13:20Zjunk",
+            "+023-11-14T22:13:20Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -42,6 +42,15 @@ impl ImageRef {
         parse_registry(s, s)
     }
 
+    /// The name `org.opencontainers.image.base.name` records: a registry reference
+    /// (`HOST/REPO:TAG` or `HOST/REPO@DIGEST`); None for local layouts and archives.
+    pub fn registry_name(&self) -> Option<String> {
+        match self {
+            ImageRef::Registry(r) => Some(r.whole()),
+            ImageRef::OciLayout { .. } | ImageRef::OciArchive { .. } => None,
+        }
+    }
+
     /// The path/tag part used for the OCI layout name when writing to a layout.
     pub fn tag(&self) -> Option<&str> {
         match self {
@@ -118,6 +127,13 @@ mod tests {
         };
         assert_eq!(r.digest(), Some(d.as_str()));
         assert_eq!(r.repository(), "x");
+        assert_eq!(
+            ImageRef::parse("docker://127.0.0.1:5000/a/b:v1")
+                .unwrap()
+                .registry_name()
+                .as_deref(),
+            Some("127.0.0.1:5000/a/b:v1")
+        );
     }
 
     #[test]
@@ -144,6 +160,16 @@ mod tests {
             }
         );
         assert!(ImageRef::parse("oci:").is_err());
+        assert_eq!(
+            ImageRef::parse("oci:/tmp/lay:v1").unwrap().registry_name(),
+            None
+        );
+        assert_eq!(
+            ImageRef::parse("oci-archive:a.tar")
+                .unwrap()
+                .registry_name(),
+            None
+        );
         assert!(
             ImageRef::parse("docker-archive:x.tar")
                 .unwrap_err()

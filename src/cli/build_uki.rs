@@ -104,6 +104,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(c) => Some(uki::normalize_cmdline(c).into_bytes()),
         None => None,
     };
+    // The low-level tool writes what it is given; say when that is not a sound sealed line.
+    if let Some(line) = cmdline.as_deref().map(String::from_utf8_lossy) {
+        match crate::cmdline::read_composefs(&line) {
+            Ok(arg) if arg.insecure => eprintln!(
+                "bootseal: warning: --cmdline: {} is the insecure form (fs-verity optional at boot)",
+                arg.token
+            ),
+            Err(crate::cmdline::CmdlineError::Missing) | Ok(_) => {}
+            Err(e) => eprintln!("bootseal: warning: --cmdline: {e}"),
+        }
+    }
     let sbat_texts = args
         .sbat
         .iter()

@@ -3,9 +3,9 @@
 //! `--bootloader-out` writes the image's unsigned systemd-boot to be signed first (its signed
 //! bytes are part of the sealed tree, so they must be known before the digest).
 
-use super::options::{RegistryArgs, parse_platform};
+use super::options::{ComposefsArgArgs, DigestFormatArgs, RegistryArgs, parse_platform};
 use super::{read_input, write_output};
-use crate::digest::{self, DigestOptions, ErofsVersion};
+use crate::digest::{self, DigestOptions};
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
 use crate::seal::{SealOptions, efi_arch, prepare_image};
@@ -41,9 +41,10 @@ pub struct FromImageArgs {
     /// With --from: the sealed image keeps vmlinuz and initramfs.img
     #[arg(long)]
     pub keep_kernel: bool,
-    /// EROFS format of the digest: 1 or 2
-    #[arg(long, default_value = "1")]
-    pub erofs_version: ErofsVersion,
+    #[command(flatten)]
+    pub format: DigestFormatArgs,
+    #[command(flatten)]
+    pub composefs: ComposefsArgArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -82,6 +83,8 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
         let opts = SealOptions {
             sign_bootloader: false,
             stub: stub.clone(),
+            erofs_version: a.format.erofs_version,
+            compat: a.format.composefs_compat,
             ..Default::default()
         };
         let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;
@@ -115,7 +118,10 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
             .transpose()?,
         stub,
         allow_section_overlap: args.allow_section_overlap,
-        erofs_version: a.erofs_version,
+        erofs_version: a.format.erofs_version,
+        compat: a.format.composefs_compat,
+        composefs_arg: a.composefs.composefs_arg,
+        allow_missing_verity: a.composefs.allow_missing_verity,
         ..Default::default()
     };
     let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;

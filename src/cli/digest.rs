@@ -1,7 +1,7 @@
 //! `bootseal digest IMAGE`: the composefs digest, as `bootc container compute-composefs-digest`.
 
-use super::options::{RegistryArgs, parse_platform};
-use crate::digest::{self, DigestOptions, ErofsVersion};
+use super::options::{DigestFormatArgs, RegistryArgs, parse_platform};
+use crate::digest::{self, DigestOptions};
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
 
@@ -9,9 +9,8 @@ use crate::reference::ImageRef;
 pub struct Args {
     /// docker://HOST/REPO:TAG, HOST/REPO@DIGEST, oci:DIR[:TAG] or oci-archive:FILE[:TAG]
     image: String,
-    /// EROFS format: 1 (bootc >= 1.16.4 installs) or 2 (hosts installed by bootc <= 1.16.3)
-    #[arg(long, default_value = "1", value_parser = clap::value_parser!(ErofsVersion))]
-    erofs_version: ErofsVersion,
+    #[command(flatten)]
+    format: DigestFormatArgs,
     /// Platform to select from a multi-arch index
     #[arg(long, default_value = "linux/amd64", value_parser = parse_platform)]
     platform: Platform,
@@ -25,7 +24,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let image = ImageRef::parse(&args.image).map_err(anyhow::Error::msg)?;
     let opts = DigestOptions {
-        erofs_version: args.erofs_version,
+        erofs_version: args.format.erofs_version,
+        compat: args.format.composefs_compat,
         ..Default::default()
     };
     let report = digest::of_image(

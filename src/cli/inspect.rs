@@ -19,8 +19,16 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let image = read_input(&args.file, "image")?;
     let r = uki::inspect(&image).with_context(|| format!("{}", args.file.display()))?;
+    // The composefs argument as the initramfs's parser (composefs-boot) reads it.
+    let composefs = r.cmdline.as_deref().map(crate::cmdline::read_composefs);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let mut v = serde_json::to_value(&r)?;
+        v["composefs"] = match &composefs {
+            Some(Ok(arg)) => serde_json::to_value(arg)?,
+            Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
+            None => serde_json::Value::Null,
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("file:        {}", args.file.display());
@@ -50,6 +58,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     show("cmdline:", &r.cmdline);
+    match &composefs {
+        Some(Ok(arg)) => println!(
+            "composefs:   {}{}{}",
+            arg.digest_hex,
+            arg.declared_erofs_version
+                .map(|v| format!(" (EROFS v{v})"))
+                .unwrap_or_default(),
+            if arg.insecure {
+                " INSECURE: fs-verity optional"
+            } else {
+                ""
+            }
+        ),
+        Some(Err(crate::cmdline::CmdlineError::Missing)) | None => {}
+        Some(Err(e)) => println!("composefs:   REFUSED: {e}"),
+    }
     show("uname:", &r.uname);
     show("os NAME:", &r.os_release_name);
     show("os PRETTY:", &r.os_release_pretty_name);

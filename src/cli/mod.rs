@@ -2,8 +2,10 @@
 
 pub mod build_uki;
 mod build_uki_from;
+mod completions;
 mod digest;
 pub mod inspect;
+mod man;
 mod options;
 mod seal;
 pub mod sign;
@@ -14,9 +16,17 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::Path;
 
+/// What `--version` prints after the name: the crate version, the composefs-rs semantics the
+/// digest follows (the `=0.9.0` pin in Cargo.toml) and the default EROFS format.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncomposefs digest: composefs-rs 0.9.0 (default; 0.9.4 with --composefs-compat)",
+    "\nEROFS format: V1 (default; V2 with --erofs-version 2)",
+);
+
 /// Seal bootc container images: composefs digest, UKI, Secure Boot signature.
 #[derive(Debug, Parser)]
-#[command(name = "bootseal", version, about)]
+#[command(name = "bootseal", version, long_version = LONG_VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -39,6 +49,10 @@ pub enum Command {
     VerifyPe(verify_pe::Args),
     /// Show a UKI's sections, cmdline, uname, os-release, signatures and PCR 11.
     Inspect(inspect::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...)
+    Completions(completions::Args),
+    /// Print the manual page (or write one per subcommand with --out-dir)
+    Man(man::Args),
 }
 
 /// Parses the command line and runs the subcommand; returns the process exit code.
@@ -75,6 +89,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Sign(a) => sign::run(a),
         Command::VerifyPe(a) => verify_pe::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 

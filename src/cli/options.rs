@@ -2,6 +2,8 @@
 //! spelled as skopeo spells them.
 
 use crate::auth::AuthOptions;
+use crate::cmdline::ArgForm;
+use crate::digest::{ComposefsCompat, ErofsVersion};
 use crate::manifest::Platform;
 use crate::source::{RegistryOptions, SourceOptions};
 use clap::{ArgAction, Args};
@@ -42,4 +44,28 @@ impl RegistryArgs {
 /// Parses `--platform` values.
 pub fn parse_platform(s: &str) -> Result<Platform, String> {
     Platform::parse(s)
+}
+
+/// Which digest: EROFS version and the composefs-rs release whose semantics it follows.
+#[derive(Args, Debug, Clone)]
+pub struct DigestFormatArgs {
+    /// EROFS format of the digest: 1 (bootc >= 1.16.4 installs) or 2 (hosts installed by bootc <= 1.16.3)
+    #[arg(long, default_value = "1", value_name = "1|2")]
+    pub erofs_version: ErofsVersion,
+    /// composefs-rs release whose digest semantics to follow: 0.9.0 (bootc 1.16.7-1.16.9) or 0.9.4
+    #[arg(long, default_value = "0.9.0", value_name = "0.9.0|0.9.4")]
+    pub composefs_compat: ComposefsCompat,
+}
+
+/// How the sealed command line spells the composefs argument.
+#[derive(Args, Debug, Clone)]
+pub struct ComposefsArgArgs {
+    /// composefs argument form: `composefs` (composefs=<digest>, what bootc 1.16 writes and reads)
+    /// or `composefs.digest` (composefs.digest=v<N>-sha512-12:<digest>, self-describing)
+    #[arg(long, default_value = "composefs", value_name = "FORM")]
+    pub composefs_arg: ArgForm,
+    /// Write the insecure form (composefs=?<digest>): the image is mounted even where its files
+    /// lack fs-verity, as `bootc container ukify --allow-missing-verity` does
+    #[arg(long)]
+    pub allow_missing_verity: bool,
 }

@@ -1,11 +1,10 @@
 //! `bootseal seal --from SRC --to DST --key KEY --cert CERT`: the unsealed image in, the sealed
 //! image out, in one pass.
 
-use super::options::parse_platform;
+use super::options::{ComposefsArgArgs, DigestFormatArgs, parse_platform};
 use super::{passphrase, read_input};
 use crate::auth::AuthOptions;
 use crate::authenticode::LocalKeySigner;
-use crate::digest::ErofsVersion;
 use crate::keys;
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
@@ -66,9 +65,10 @@ pub struct Args {
     /// New layer compression: gzip or zstd
     #[arg(long, default_value = "gzip")]
     compression: LayerCompression,
-    /// EROFS format of the digest: 1 or 2
-    #[arg(long, default_value = "1")]
-    erofs_version: ErofsVersion,
+    #[command(flatten)]
+    format: DigestFormatArgs,
+    #[command(flatten)]
+    composefs: ComposefsArgArgs,
     /// Parallel blob transfers
     #[arg(long, default_value_t = 4)]
     jobs: usize,
@@ -164,11 +164,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         labels.push((k, v));
     }
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        Err(_) => 0,
+        Ok(v) => Some(
+            v.trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+        ),
+        Err(_) => None,
     };
     let opts = SealOptions {
         platforms: if args.platforms.is_empty() {
@@ -195,9 +196,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         allow_section_overlap: args.allow_section_overlap,
         labels,
         compression: args.compression,
-        erofs_version: args.erofs_version,
+        erofs_version: args.format.erofs_version,
+        compat: args.format.composefs_compat,
+        composefs_arg: args.composefs.composefs_arg,
+        allow_missing_verity: args.composefs.allow_missing_verity,
         source_date_epoch,
-        base_name: from.to_string(),
+        base_name: from.registry_name(),
         jobs: args.jobs.max(1),
         progress: crate::progress::Progress::new(crate::progress::Mode::detect(args.quiet)),
     };

@@ -1,12 +1,11 @@
 //! `bootseal verify IMAGE [--cert CERT]`: recompute and check a sealed image; non-zero exit on
 //! any failed check.
 
-use super::options::{RegistryArgs, parse_platform};
+use super::options::{DigestFormatArgs, RegistryArgs, parse_platform};
 use super::write_output;
-use crate::digest::ErofsVersion;
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
-use crate::seal::verify::verify_image;
+use crate::seal::policy::{PolicyOptions, verify_image};
 use anyhow::bail;
 use std::path::PathBuf;
 
@@ -19,9 +18,11 @@ pub struct Args {
     cert: Option<PathBuf>,
     #[arg(long, default_value = "linux/amd64", value_parser = parse_platform)]
     platform: Platform,
-    /// EROFS format of the digest: 1 or 2
-    #[arg(long, default_value = "1")]
-    erofs_version: ErofsVersion,
+    #[command(flatten)]
+    format: DigestFormatArgs,
+    /// Accept a UKI whose composefs argument is the insecure form (composefs=?<digest>)
+    #[arg(long)]
+    allow_missing_verity: bool,
     /// Also write the image's UKI to this file
     #[arg(long)]
     save_uki: Option<PathBuf>,
@@ -39,12 +40,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(super::read_certificate)
         .transpose()?;
+    let policy = PolicyOptions {
+        cert,
+        erofs_version: args.format.erofs_version,
+        compat: args.format.composefs_compat,
+        allow_missing_verity: args.allow_missing_verity,
+    };
     let verdict = verify_image(
         &image,
         &args.registry.source_options(),
         &args.platform,
-        cert.as_ref(),
-        args.erofs_version,
+        &policy,
     )?;
     if let (Some(path), Some(bytes)) = (&args.save_uki, &verdict.uki_bytes) {
         write_output(path, bytes)?;
@@ -61,9 +67,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 c.detail
             );
         }
+        if let Some(arg) = verdict.composefs_argument.as_ref().filter(|a| a.insecure) {
+            println!(
+                "  note: {} is the insecure form: fs-verity is not enforced at boot",
+                arg.token
+            );
+        }
         println!(
             "{}",
-            if verdict.ok {
+            if verdict.ok
+                && verdict
+                    .composefs_argument
+                    .as_ref()
+                    .is_some_and(|a| a.insecure)
+            {
+                "verdict: sealed and valid (insecure: fs-verity optional, --allow-missing-verity)"
+            } else if verdict.ok {
                 "verdict: sealed and valid"
             } else {
                 "verdict: NOT valid"

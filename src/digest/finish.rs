@@ -17,7 +17,7 @@ use composefs::repository::{Repository, RepositoryConfig};
 use composefs::tree::{Directory, FileSystem, Inode, RegularFile};
 use composefs_boot::BootOps;
 
-use super::{DigestOptions, ErofsVersion, Timings};
+use super::{ComposefsCompat, DigestOptions, ErofsVersion, Timings};
 use crate::tree::capture::Stash;
 use crate::tree::path::shorten_for_message;
 use crate::tree::{CapturedFiles, ObjectId, TreeBuilder};
@@ -77,12 +77,15 @@ fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
     }
     let mut warnings = Vec::new();
     if opts.erofs_version == ErofsVersion::V1 {
-        warnings.extend(subsecond_mtime_warnings(&fs, usr.st_mtim_nsec));
+        warnings.extend(subsecond_mtime_warnings(&fs, usr.st_mtim_nsec, opts.compat));
     }
 
     fs.transform_for_oci(&Default::default())
         .map_err(|e| format!("OCI transform: {e}"))?;
     boot_transform(&mut fs, &stash)?;
+    if opts.compat == ComposefsCompat::V0_9_4 {
+        copy_usr_nanoseconds(&mut fs)?;
+    }
     check_xattr_sizes(&fs)?;
     let transforms = start.elapsed();
 
@@ -114,8 +117,16 @@ fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
 
 /// composefs-rs 0.9.0 (bootc 1.16.7–1.16.9) keeps the sub-second mtime of the emptied /boot and
 /// /sysroot; 0.9.4 copies /usr's. With V1 (which stores nanoseconds) the two give different
-/// digests exactly when they differ (research/composefs.md §4.3).
-fn subsecond_mtime_warnings(fs: &FileSystem<ObjectId>, usr_nsec: u32) -> Vec<String> {
+/// digests exactly when they differ (research/composefs.md §4.3), so say which one this is.
+fn subsecond_mtime_warnings(
+    fs: &FileSystem<ObjectId>,
+    usr_nsec: u32,
+    compat: ComposefsCompat,
+) -> Vec<String> {
+    let (this, other) = match compat {
+        ComposefsCompat::V0_9_0 => ("0.9.0 (bootc 1.16.7-1.16.9)", "0.9.4"),
+        ComposefsCompat::V0_9_4 => ("0.9.4", "0.9.0"),
+    };
     ["boot", "sysroot"]
         .into_iter()
         .filter_map(|name| {
@@ -123,13 +134,31 @@ fn subsecond_mtime_warnings(fs: &FileSystem<ObjectId>, usr_nsec: u32) -> Vec<Str
             (dir.stat.st_mtim_nsec != usr_nsec).then(|| {
                 format!(
                     "/{name} has a sub-second mtime (.{:09}) different from /usr's (.{usr_nsec:09}): \
-                     this V1 digest matches composefs-rs 0.9.0 (bootc 1.16.7-1.16.9) but not \
-                     composefs-rs >= 0.9.4, which copies /usr's nanoseconds",
+                     this V1 digest follows composefs-rs {this}; hosts whose bootc links \
+                     composefs-rs {other} compute another one (--composefs-compat {other})",
                     dir.stat.st_mtim_nsec
                 )
             })
         })
         .collect()
+}
+
+/// composefs-rs 0.9.4's `empty_toplevel_dirs` also gives /boot and /sysroot /usr's nanoseconds.
+fn copy_usr_nanoseconds(fs: &mut FileSystem<ObjectId>) -> Result<(), String> {
+    let nsec = fs
+        .root
+        .get_directory(OsStr::new("usr"))
+        .map_err(|e| format!("/usr: {e}"))?
+        .stat
+        .st_mtim_nsec;
+    for name in ["boot", "sysroot"] {
+        fs.root
+            .get_directory_mut(OsStr::new(name))
+            .map_err(|e| format!("/{name}: {e}"))?
+            .stat
+            .st_mtim_nsec = nsec;
+    }
+    Ok(())
 }
 
 fn boot_transform(fs: &mut FileSystem<ObjectId>, stash: &Stash) -> Result<(), String> {

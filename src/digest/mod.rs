@@ -37,7 +37,7 @@ impl ErofsVersion {
         }
     }
 
-    fn format(self) -> composefs::erofs::format::FormatVersion {
+    pub(crate) fn format(self) -> composefs::erofs::format::FormatVersion {
         match self {
             ErofsVersion::V1 => composefs::erofs::format::FormatVersion::V1,
             ErofsVersion::V2 => composefs::erofs::format::FormatVersion::V2,
@@ -52,6 +52,43 @@ impl std::str::FromStr for ErofsVersion {
             "1" | "v1" | "V1" => Ok(ErofsVersion::V1),
             "2" | "v2" | "V2" => Ok(ErofsVersion::V2),
             _ => Err(format!("unknown EROFS version {s:?} (expected 1 or 2)")),
+        }
+    }
+}
+
+/// Which composefs-rs release's digest semantics to follow where releases differ.
+///
+/// They differ in one place (research/composefs.md §4.3): when composefs-boot empties `/boot`
+/// and `/sysroot` it copies `/usr`'s mtime seconds to them; 0.9.4 also copies the nanoseconds.
+/// With EROFS V1 (which stores nanoseconds) the digests differ exactly when those directories'
+/// sub-second mtimes differ from `/usr`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComposefsCompat {
+    /// composefs-rs 0.9.0, identical to commit 0fbc853 that bootc 1.16.7–1.16.9 pin.
+    #[default]
+    V0_9_0,
+    /// composefs-rs 0.9.4 (crates.io, 2026-10-09).
+    V0_9_4,
+}
+
+impl ComposefsCompat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComposefsCompat::V0_9_0 => "0.9.0",
+            ComposefsCompat::V0_9_4 => "0.9.4",
+        }
+    }
+}
+
+impl std::str::FromStr for ComposefsCompat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "0.9.0" => Ok(ComposefsCompat::V0_9_0),
+            "0.9.4" => Ok(ComposefsCompat::V0_9_4),
+            _ => Err(format!(
+                "unknown composefs-rs compatibility {s:?} (expected 0.9.0 or 0.9.4)"
+            )),
         }
     }
 }
@@ -87,6 +124,8 @@ impl LayerInput {
 #[derive(Debug, Clone, Default)]
 pub struct DigestOptions {
     pub erofs_version: ErofsVersion,
+    /// composefs-rs release whose semantics the digest follows.
+    pub compat: ComposefsCompat,
     /// Files whose contents the caller wants back (see [`CaptureSet`]).
     pub capture: CaptureSet,
     /// Uncompressed tar layers applied after the image's layers, in order.

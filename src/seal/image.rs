@@ -4,11 +4,11 @@
 use super::boot_inputs::{self, BootInputs};
 use super::{SealError, SealOptions, UkiSource};
 use crate::authenticode;
+use crate::cmdline;
 use crate::digest::{self, DigestOptions};
-use crate::kargs;
 use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
 use crate::manifest::{Descriptor, sha256_digest};
-use crate::mutate::{self, HistoryEntry};
+use crate::mutate::{self, HistoryEntry, ImageDate};
 use crate::source::{ImageSource, ResolvedImage};
 use crate::uki::{self, UkiInputs};
 use std::sync::Arc;
@@ -39,7 +39,19 @@ pub struct Prepared {
     pub layer: LayerContents,
     pub digest_hex: String,
     pub cmdline: String,
+    /// The date of the new config, history entry and layer.
+    pub date: ImageDate,
     pub warnings: Vec<String>,
+}
+
+/// The sealed image's date: `SOURCE_DATE_EPOCH` when given, else the base's own (its config's
+/// `created` or newest history date), else 1970-01-01: deterministic in every case, so sealing
+/// stays reproducible without the image looking 56 years old.
+fn sealed_date(config: &serde_json::Value, opts: &SealOptions) -> ImageDate {
+    match opts.source_date_epoch {
+        Some(epoch) => ImageDate::from_unix(epoch),
+        None => mutate::base_date(config).unwrap_or_else(|| ImageDate::from_unix(0)),
+    }
 }
 
 /// Reads `base`, finds its boot inputs, signs systemd-boot, and computes the digest over the
@@ -57,6 +69,7 @@ pub fn prepare(
     };
     let mut dopts = DigestOptions {
         erofs_version: opts.erofs_version,
+        compat: opts.compat,
         capture: boot_inputs::capture_set(),
         ..Default::default()
     };
@@ -91,15 +104,22 @@ pub fn prepare(
         }
     };
     let signed_bootloader = signed_bootloader(&inputs, opts).map_err(err)?;
-    let layer = sealing_layer(&inputs, signed_bootloader, opts);
+    let date = sealed_date(&base.config, opts);
+    let layer = sealing_layer(&inputs, signed_bootloader, date.unix, opts);
     ingested
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;
     dopts.capture = Default::default();
     let report = ingested.finish(&dopts)?;
     let image_kargs =
-        kargs::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
-    let cmdline = kargs::sealed_cmdline(&report.digest_hex, &image_kargs, &opts.kargs);
+        cmdline::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
+    let cmdline = cmdline::sealed_cmdline(
+        opts.expected(&report.digest_hex),
+        opts.composefs_arg,
+        &image_kargs,
+        &opts.kargs,
+    )
+    .map_err(err)?;
     Ok(Prepared {
         base,
         inputs,
@@ -107,6 +127,7 @@ pub fn prepare(
         layer,
         digest_hex: report.digest_hex,
         cmdline,
+        date,
         warnings: report.warnings,
     })
 }
@@ -173,6 +194,7 @@ pub fn seal_image(
         mut layer,
         digest_hex,
         cmdline,
+        date,
         warnings,
         ..
     } = prepared;
@@ -200,7 +222,7 @@ pub fn seal_image(
         annotations: None,
     };
     let history = HistoryEntry {
-        created: mutate::rfc3339(opts.source_date_epoch),
+        created: date.text,
         created_by: format!("bootseal seal (composefs={digest_hex})"),
         comment: format!("sealed UKI /boot/EFI/Linux/{}.efi", inputs.kver),
     };
@@ -214,16 +236,16 @@ pub fn seal_image(
         platform: None,
         annotations: None,
     };
-    let annotations = vec![
-        (
-            "org.opencontainers.image.base.digest".to_owned(),
-            base.manifest_digest(),
-        ),
-        (
+    let mut annotations = vec![(
+        "org.opencontainers.image.base.digest".to_owned(),
+        base.manifest_digest(),
+    )];
+    if let Some(name) = &opts.base_name {
+        annotations.push((
             "org.opencontainers.image.base.name".to_owned(),
-            opts.base_name.clone(),
-        ),
-    ];
+            name.clone(),
+        ));
+    }
     let manifest = mutate::manifest_with_layer(
         &base.manifest.json,
         &config_descriptor,
@@ -293,6 +315,7 @@ fn signed_bootloader(
 fn sealing_layer(
     inputs: &BootInputs,
     bootloader: Option<(String, Vec<u8>)>,
+    mtime: u64,
     opts: &SealOptions,
 ) -> LayerContents {
     let b = inputs.boot_dir;
@@ -338,25 +361,15 @@ fn sealing_layer(
             });
         }
     }
-    LayerContents {
-        entries,
-        mtime: opts.source_date_epoch,
-    }
+    LayerContents { entries, mtime }
 }
 
-/// A UKI signed elsewhere must carry this image's digest and, with --cert, a valid signature.
+/// A UKI signed elsewhere must carry exactly this image's digest, as composefs-boot reads its
+/// command line, and, with --cert, a valid signature.
 fn check_supplied_uki(bytes: &[u8], digest_hex: &str, opts: &SealOptions) -> Result<(), String> {
     let report = uki::inspect(bytes).map_err(|e| format!("--uki: {e}"))?;
-    let cmdline = report.cmdline.unwrap_or_default();
-    match kargs::composefs_digest(&cmdline) {
-        Some(d) if d == digest_hex => {}
-        Some(d) => {
-            return Err(format!(
-                "--uki carries composefs={d} but the image's digest is {digest_hex}"
-            ));
-        }
-        None => return Err("--uki has no composefs= argument on its command line".into()),
-    }
+    let line = report.cmdline.unwrap_or_default();
+    cmdline::check_sealed(&line, opts.expected(digest_hex)).map_err(|e| format!("--uki: {e}"))?;
     if let Some(cert) = &opts.cert {
         authenticode::verify(bytes, cert)
             .map_err(|e| format!("--uki: signature check failed: {e}"))?;

@@ -5,7 +5,7 @@
 
 mod boot_inputs;
 mod image;
-pub mod verify;
+pub mod policy;
 mod write;
 
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
@@ -13,7 +13,8 @@ pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image};
 pub use write::{SealReport, seal};
 
 use crate::authenticode::AuthenticodeSigner;
-use crate::digest::{DigestError, ErofsVersion};
+use crate::cmdline::{ArgForm, Expected};
+use crate::digest::{ComposefsCompat, DigestError, ErofsVersion};
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
 use crate::source::SourceError;
@@ -46,9 +47,18 @@ pub struct SealOptions {
     pub labels: Vec<(String, String)>,
     pub compression: LayerCompression,
     pub erofs_version: ErofsVersion,
-    pub source_date_epoch: u64,
-    /// The base image's name recorded in `org.opencontainers.image.base.name`.
-    pub base_name: String,
+    /// composefs-rs release whose digest semantics to follow.
+    pub compat: ComposefsCompat,
+    /// Spelling of the composefs argument on the UKI's command line.
+    pub composefs_arg: ArgForm,
+    /// Write (and accept in `--uki`) the `?` form: fs-verity optional at boot.
+    pub allow_missing_verity: bool,
+    /// `SOURCE_DATE_EPOCH`: the date of the new config, history entry and layer mtimes. None
+    /// dates them like the base image (`mutate::base_date`), else 1970-01-01.
+    pub source_date_epoch: Option<u64>,
+    /// The base image's registry name (`HOST/REPO:TAG`) for `org.opencontainers.image.base.name`;
+    /// None for local layouts and archives, whose paths the image-spec does not define there.
+    pub base_name: Option<String>,
     pub jobs: usize,
     pub progress: crate::progress::Progress,
 }
@@ -69,10 +79,24 @@ impl Default for SealOptions {
             labels: vec![("containers.bootc".into(), "sealed".into())],
             compression: LayerCompression::Gzip,
             erofs_version: ErofsVersion::V1,
-            source_date_epoch: 0,
-            base_name: String::new(),
+            compat: ComposefsCompat::V0_9_0,
+            composefs_arg: ArgForm::Composefs,
+            allow_missing_verity: false,
+            source_date_epoch: None,
+            base_name: None,
             jobs: 4,
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
+        }
+    }
+}
+
+impl SealOptions {
+    /// What the sealed command line must say for `digest_hex`.
+    pub fn expected<'a>(&self, digest_hex: &'a str) -> Expected<'a> {
+        Expected {
+            digest_hex,
+            erofs_version: self.erofs_version,
+            allow_missing_verity: self.allow_missing_verity,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod image_builder;
 pub mod layout_input;
 pub mod realistic;
 pub mod reference;
+pub mod reference_094;
 pub mod reference_check;
 pub mod registry;
 pub mod secureboot;
@@ -190,6 +191,15 @@ pub fn initramfs(dir: &Path, pad_to: Option<usize>) -> PathBuf {
     )
     .unwrap();
     std::fs::write(tree.join("etc/os-release"), "ID=bootseal-test\n").unwrap();
+    // Fixed mtimes: the same initramfs (and so the same image digest) on every call.
+    run_ok(
+        Command::new("touch")
+            .args(["-d", "@1700000000"])
+            .arg(tree.join("init"))
+            .arg(tree.join("etc/os-release"))
+            .arg(tree.join("etc"))
+            .arg(&tree),
+    );
     let out = dir.join("initramfs.cpio");
     let file = std::fs::File::create(&out).unwrap();
     let mut child = Command::new("cpio")

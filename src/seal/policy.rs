@@ -1,10 +1,11 @@
-//! Verifying a sealed image, as a registry admission hook or a mirror would: recompute the
-//! composefs digest from the layers, read the one UKI's `.cmdline`, check they agree, check the
+//! The sealed-image policy, checked as a registry admission hook or a mirror would: recompute
+//! the composefs digest from the layers, read the one UKI's `.cmdline` with composefs-boot's
+//! parser (one composefs token, this digest, fs-verity required unless allowed), check the
 //! kernel is the UKI's alone, and check the signatures against a certificate.
 
 use crate::authenticode;
-use crate::digest::{self, DigestOptions, ErofsVersion};
-use crate::kargs;
+use crate::cmdline::{self, ComposefsArg, Expected};
+use crate::digest::{self, ComposefsCompat, DigestOptions, ErofsVersion};
 use crate::source::{self, ImageSource, ResolvedImage};
 use crate::tree::CaptureSet;
 use crate::uki;
@@ -32,6 +33,8 @@ pub struct Verdict {
     pub composefs_digest: String,
     pub uki: Option<String>,
     pub cmdline: Option<String>,
+    /// The composefs argument as composefs-boot reads it (digest, insecure form, version).
+    pub composefs_argument: Option<ComposefsArg>,
     pub checks: Vec<Check>,
     pub ok: bool,
     /// The UKI's bytes (for `--save-uki`).
@@ -39,19 +42,31 @@ pub struct Verdict {
     pub uki_bytes: Option<Vec<u8>>,
 }
 
+/// What a sealed image is checked against.
+#[derive(Default)]
+pub struct PolicyOptions {
+    /// Certificate the UKI and systemd-boot must be signed with.
+    pub cert: Option<Certificate>,
+    pub erofs_version: ErofsVersion,
+    pub compat: ComposefsCompat,
+    /// Accept the `?` form of the composefs argument (fs-verity optional at boot).
+    pub allow_missing_verity: bool,
+}
+
 /// Checks a sealed image read through `source`.
 pub fn verify(
     source: &Arc<dyn ImageSource>,
     image: ResolvedImage,
-    cert: Option<&Certificate>,
-    erofs_version: ErofsVersion,
+    policy: &PolicyOptions,
 ) -> Result<Verdict, crate::seal::SealError> {
+    let cert = policy.cert.as_ref();
     let capture = CaptureSet::new()
         .with(UKIS)
         .with(SIGNED_BOOTLOADERS)
         .with(KERNELS);
     let opts = DigestOptions {
-        erofs_version,
+        erofs_version: policy.erofs_version,
+        compat: policy.compat,
         capture: capture.clone(),
         ..Default::default()
     };
@@ -90,27 +105,35 @@ pub fn verify(
         }
     };
     let mut cmdline = None;
+    let mut composefs_argument = None;
     if let (Some(path), Some(bytes)) = (&uki_path, &uki_bytes) {
         check("one UKI", true, path.clone());
         match uki::inspect(bytes) {
             Ok(info) => {
                 let line = info.cmdline.clone().unwrap_or_default();
-                match kargs::composefs_digest(&line) {
-                    Some(d) if d == report.digest_hex => check(
-                        "composefs digest",
-                        true,
-                        format!("composefs={d} matches the layers"),
-                    ),
-                    Some(d) => check(
-                        "composefs digest",
-                        false,
-                        format!("UKI has composefs={d}, layers give {}", report.digest_hex),
-                    ),
-                    None => check(
-                        "composefs digest",
-                        false,
-                        "UKI command line has no composefs=".into(),
-                    ),
+                let expected = Expected {
+                    digest_hex: &report.digest_hex,
+                    erofs_version: policy.erofs_version,
+                    allow_missing_verity: policy.allow_missing_verity,
+                };
+                match cmdline::check_sealed(&line, expected) {
+                    Ok(arg) => {
+                        let verity = if arg.insecure {
+                            "INSECURE form: fs-verity optional at boot, accepted by --allow-missing-verity"
+                        } else {
+                            "fs-verity required at boot"
+                        };
+                        check(
+                            "composefs digest",
+                            true,
+                            format!("{} matches the layers ({verity})", arg.token),
+                        );
+                        composefs_argument = Some(arg);
+                    }
+                    Err(e) => {
+                        check("composefs digest", false, e);
+                        composefs_argument = cmdline::read_composefs(&line).ok();
+                    }
                 }
                 let kernels = captured.matching(KERNELS);
                 let uname = info.uname.clone().unwrap_or_default();
@@ -162,6 +185,7 @@ pub fn verify(
         composefs_digest: report.digest_hex,
         uki: uki_path,
         cmdline,
+        composefs_argument,
         checks,
         ok,
         uki_bytes,
@@ -173,10 +197,9 @@ pub fn verify_image(
     image: &crate::reference::ImageRef,
     source_opts: &source::SourceOptions,
     platform: &crate::manifest::Platform,
-    cert: Option<&Certificate>,
-    erofs_version: ErofsVersion,
+    policy: &PolicyOptions,
 ) -> Result<Verdict, crate::seal::SealError> {
     let source = source::open(image, source_opts)?;
     let resolved = source::resolve(source.as_ref(), platform)?;
-    verify(&source, resolved, cert, erofs_version)
+    verify(&source, resolved, policy)
 }
