@@ -9,8 +9,11 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 
+/// One fuzz target: what it does with an input.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the directory name of their corpus under `testdata/fuzz/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("tar_tree", tar_tree),
     ("pe_uki", pe_uki),
     ("manifest_json", manifest_json),
@@ -33,7 +36,7 @@ pub fn tar_tree(data: &[u8]) {
     use bootseal::tree::CaptureSet;
 
     let opts = DigestOptions {
-        erofs_version: if data.len() % 2 == 0 {
+        erofs_version: if data.len().is_multiple_of(2) {
             ErofsVersion::V1
         } else {
             ErofsVersion::V2
@@ -115,7 +118,7 @@ pub fn pe_uki(data: &[u8]) {
             cmdline: Some(&cmdline[..]),
             uname: None,
             stub_version: Some(257),
-            allow_section_overlap: data.len() % 2 == 0,
+            allow_section_overlap: data.len().is_multiple_of(2),
             ..Default::default()
         };
         match uki::build(&inputs) {
