@@ -12,8 +12,19 @@ use composefs::fsverity::{FsVerityHashValue, Sha512HashValue};
 use composefs_boot::cmdline::ComposefsCmdline;
 use std::path::Path;
 
-/// Seals `base` into `out:tag` with `flags`; returns the UKI's command line and the image.
+/// Seals `base` into `out:tag` with `flags` (keys made in `out`'s parent); returns the UKI's
+/// command line and the image.
 fn seal(base: &BuiltImage, out: &Path, tag: &str, flags: &[&str]) -> (String, BuiltImage) {
+    let dir = out.parent().unwrap();
+    let keys = if dir.join("db.key").exists() {
+        common::KeyPair {
+            key: dir.join("db.key"),
+            cert: dir.join("db.crt"),
+            cn: String::new(),
+        }
+    } else {
+        common::keypair(dir, "db", 2048)
+    };
     let report = stdout_of(
         bootseal()
             .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -27,6 +38,10 @@ fn seal(base: &BuiltImage, out: &Path, tag: &str, flags: &[&str]) -> (String, Bu
             .arg(base.oci_ref())
             .arg("--to")
             .arg(format!("oci:{}:{tag}", out.display()))
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert)
             .args(flags),
     );
     let r: serde_json::Value = serde_json::from_str(&report).unwrap();

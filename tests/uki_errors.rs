@@ -96,13 +96,6 @@ fn build_uki_bad_inputs() {
         "kernel image is truncated",
     );
 
-    // Debian's 252 stub: the merged .sbat runs into .sdmagic (uki.md pitfall P1).
-    fails(
-        &mut build_uki_cmd(&i, &stub, &k, &out),
-        &out,
-        "overlapping .sdmagic",
-    );
-
     // A signed stub is refused.
     let kp = keypair(d, "k", 2048);
     let signed_stub = d.join("signed.stub");
@@ -124,11 +117,13 @@ fn build_uki_bad_inputs() {
     );
 
     // A stub whose section table fills its header: Debian's stub (8 sections, table at
-    // 0x188, SizeOfHeaders 0x400) with its last header repeated 7 more times.
+    // 0x188, SizeOfHeaders 0x400) with its last header repeated 7 more times (without raw
+    // data: sections whose raw data overlap are refused before).
     let mut full = std::fs::read(&stub).unwrap();
     let pe = u32::from_le_bytes(full[0x3c..0x40].try_into().unwrap()) as usize;
     let table = pe + 24 + u16::from_le_bytes([full[pe + 20], full[pe + 21]]) as usize;
-    let last: Vec<u8> = full[table + 7 * 40..table + 8 * 40].to_vec();
+    let mut last: Vec<u8> = full[table + 7 * 40..table + 8 * 40].to_vec();
+    last[16..24].fill(0);
     for n in 8..15 {
         full[table + n * 40..table + (n + 1) * 40].copy_from_slice(&last);
     }

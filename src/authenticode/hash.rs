@@ -14,15 +14,16 @@ use sha2::{Digest, Sha256};
 pub fn image_hash(image: &[u8]) -> Result<[u8; 32], AuthenticodeError> {
     let pe = PeHeaders::parse(image)?;
     let mut h = Sha256::new();
+    // parse() guarantees SizeOfHeaders and every section's raw data lie inside the file.
     let size_of_headers = pe.size_of_headers as usize;
     let cks = pe.checksum_offset();
     let dir = pe.cert_dir_offset();
-    if size_of_headers > image.len() || dir + 8 > size_of_headers {
-        return Err(PeError::Truncated {
-            what: "headers (SizeOfHeaders)",
-            need: size_of_headers as u64,
-            have: image.len() as u64,
-        }
+    if dir + 8 > size_of_headers {
+        return Err(PeError::bad(
+            "NumberOfRvaAndSizes",
+            pe.number_of_rva_and_sizes,
+            "has no certificate-table data directory (needs at least 5)",
+        )
         .into());
     }
     h.update(&image[..cks]);
@@ -37,14 +38,7 @@ pub fn image_hash(image: &[u8]) -> Result<[u8; 32], AuthenticodeError> {
     sections.sort_by_key(|s| s.pointer_to_raw_data);
     let mut sum = size_of_headers as u64;
     for s in sections {
-        let start = s.pointer_to_raw_data as usize;
-        let end = start + s.size_of_raw_data as usize;
-        let data = image.get(start..end).ok_or(PeError::Truncated {
-            what: "section raw data",
-            need: end as u64,
-            have: image.len() as u64,
-        })?;
-        h.update(data);
+        h.update(pe.section_raw(image, s)?);
         sum += u64::from(s.size_of_raw_data);
     }
     let cert_size = u64::from(pe.cert_table.1);

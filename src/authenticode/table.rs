@@ -98,12 +98,18 @@ pub fn append_entry(prepared: &mut Vec<u8>, pkcs7: &[u8]) -> Result<(), Authenti
         size = 0;
     }
     let len = 8 + pkcs7.len();
-    prepared.extend_from_slice(&(len as u32).to_le_bytes());
+    let entry_len = u32::try_from(len)
+        .map_err(|_| AuthenticodeError::BadTable("signature larger than 4 GiB"))?;
+    size = size
+        .checked_add(pad8(len) as u32)
+        .ok_or(AuthenticodeError::BadTable(
+            "certificate table larger than 4 GiB",
+        ))?;
+    prepared.extend_from_slice(&entry_len.to_le_bytes());
     prepared.extend_from_slice(&WIN_CERT_REVISION_2_0.to_le_bytes());
     prepared.extend_from_slice(&WIN_CERT_TYPE_PKCS_SIGNED_DATA.to_le_bytes());
     prepared.extend_from_slice(pkcs7);
     prepared.resize(prepared.len() + pad8(len) - len, 0);
-    size += pad8(len) as u32;
     let dir = pe.cert_dir_offset();
     pe::put_u32(prepared, dir, off);
     pe::put_u32(prepared, dir + 4, size);

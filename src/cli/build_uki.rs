@@ -56,7 +56,8 @@ pub struct Args {
     /// systemd version of the stub, if its .sdmagic does not say.
     #[arg(long)]
     pub stub_version: Option<u32>,
-    /// Accept a merged .sbat overlapping the next stub section (old 512-byte-aligned stubs).
+    /// Write the merged .sbat over the stub's own even where it overlaps the next section
+    /// (ukify's layout; systemd 252 stubs then warn at boot). Default: move it after the stub's sections.
     #[arg(long)]
     pub allow_section_overlap: bool,
     /// Output UKI (unsigned).

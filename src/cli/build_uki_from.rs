@@ -4,7 +4,7 @@
 //! bytes are part of the sealed tree, so they must be known before the digest).
 
 use super::options::{ComposefsArgArgs, DigestFormatArgs, RegistryArgs, parse_platform};
-use super::{read_input, write_output};
+use super::write_output;
 use crate::digest::{self, DigestOptions};
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
@@ -75,7 +75,7 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
     let image = ImageRef::parse(a.from.as_deref().expect("--from")).map_err(anyhow::Error::msg)?;
     let source_opts = a.registry.source_options();
     let stub = match (&args.stub, &a.stub_from) {
-        (Some(p), _) => Some(read_input(p, "stub")?),
+        (Some(p), _) => Some(super::read_pe(p, "stub")?),
         (None, Some(img)) => Some(stub_from_image(img, a)?),
         (None, None) => None,
     };
@@ -114,7 +114,7 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
         bootloader: a
             .bootloader
             .as_ref()
-            .map(|p| read_input(p, "bootloader"))
+            .map(|p| super::read_pe(p, "bootloader"))
             .transpose()?,
         stub,
         allow_section_overlap: args.allow_section_overlap,

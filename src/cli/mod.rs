@@ -99,6 +99,15 @@ pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
+/// Read a PE input (stub, kernel, boot loader, UKI) and refuse it, naming the file and the
+/// header field, unless [`crate::pe::PeHeaders::parse`] accepts it.
+pub(crate) fn read_pe(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = read_input(path, what)?;
+    crate::pe::PeHeaders::parse(&bytes)
+        .with_context(|| format!("{what} {} is not a usable PE image", path.display()))?;
+    Ok(bytes)
+}
+
 /// Read a whole input file into a Vec with `spare` bytes of extra capacity.
 pub(crate) fn read_input_with_room(
     path: &Path,

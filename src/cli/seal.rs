@@ -2,7 +2,7 @@
 //! image out, in one pass.
 
 use super::options::{ComposefsArgArgs, DigestFormatArgs, parse_platform};
-use super::{passphrase, read_input};
+use super::{passphrase, read_input, read_pe};
 use crate::auth::AuthOptions;
 use crate::authenticode::LocalKeySigner;
 use crate::keys;
@@ -50,7 +50,8 @@ pub struct Args {
     /// Use this systemd stub instead of the image's
     #[arg(long)]
     stub: Option<PathBuf>,
-    /// Accept an old (systemd 252) stub whose merged .sbat overlaps its next section
+    /// Write the merged .sbat over the stub's own even where it overlaps the next section
+    /// (ukify's layout; systemd 252 stubs then warn at boot). Default: move it after the stub's sections
     #[arg(long)]
     allow_section_overlap: bool,
     /// Leave /usr/lib/modules/<kver>/{vmlinuz,initramfs.img} in place
@@ -151,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let uki = match &args.uki {
-        Some(p) => UkiSource::Signed(read_input(p, "UKI")?),
+        Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
         None => UkiSource::Build,
     };
     if signer.is_none() && args.uki.is_none() {
@@ -186,13 +187,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bootloader: args
             .bootloader
             .as_ref()
-            .map(|p| read_input(p, "bootloader"))
+            .map(|p| read_pe(p, "bootloader"))
             .transpose()?,
-        stub: args
-            .stub
-            .as_ref()
-            .map(|p| read_input(p, "stub"))
-            .transpose()?,
+        stub: args.stub.as_ref().map(|p| read_pe(p, "stub")).transpose()?,
         allow_section_overlap: args.allow_section_overlap,
         labels,
         compression: args.compression,

@@ -2,23 +2,51 @@
 //! and the file offsets of the fields that UKI assembly and Authenticode signing patch.
 //!
 //! Field offsets follow the Microsoft PE/COFF specification ("PE Format", sections
-//! "COFF File Header", "Optional Header", "Section Table").
+//! "COFF File Header", "Optional Header", "Section Table"). [`PeHeaders::parse`] (in
+//! `parse.rs`) is the one place that checks a PE's header values; everything else trusts a
+//! parsed [`PeHeaders`] (raw data inside the file, addresses without overflow).
 
 pub mod checksum;
+mod parse;
 
 use thiserror::Error;
 
-/// Why bytes could not be read as a PE image.
+/// Why bytes could not be read as a PE image. Every variant names the header field (or the
+/// structure) at fault; the caller adds which file it was.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PeError {
     #[error("not a PE image: {0}")]
     NotPe(&'static str),
-    #[error("PE image truncated: {what} needs {need} bytes, file has {have}")]
-    Truncated {
-        what: &'static str,
-        need: u64,
-        have: u64,
+    #[error("PE image truncated: {what} ends at {need:#x}, the file has {have:#x} bytes")]
+    Truncated { what: String, need: u64, have: u64 },
+    #[error("PE header field {field} is {value:#x}: {problem}")]
+    BadField {
+        field: String,
+        value: u64,
+        problem: String,
     },
+}
+
+impl PeError {
+    pub(crate) fn bad(
+        field: impl Into<String>,
+        value: impl Into<u64>,
+        problem: impl Into<String>,
+    ) -> Self {
+        PeError::BadField {
+            field: field.into(),
+            value: value.into(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn truncated(what: impl Into<String>, need: u64, have: usize) -> Self {
+        PeError::Truncated {
+            what: what.into(),
+            need,
+            have: have as u64,
+        }
+    }
 }
 
 /// `IMAGE_SCN_CNT_CODE`.
@@ -54,6 +82,11 @@ impl SectionHeader {
     pub fn virtual_end(&self) -> u64 {
         u64::from(self.virtual_address) + u64::from(self.virtual_size)
     }
+
+    /// End of the section's raw data in the file (`PointerToRawData + SizeOfRawData`).
+    pub fn raw_end(&self) -> u64 {
+        u64::from(self.pointer_to_raw_data) + u64::from(self.size_of_raw_data)
+    }
 }
 
 /// Parsed PE headers plus the offsets of patchable fields.
@@ -84,26 +117,6 @@ pub struct PeHeaders {
     pub cert_table: (u32, u32),
 }
 
-fn u16_at(b: &[u8], off: usize) -> Result<u16, PeError> {
-    b.get(off..off + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or(PeError::Truncated {
-            what: "headers",
-            need: off as u64 + 2,
-            have: b.len() as u64,
-        })
-}
-
-fn u32_at(b: &[u8], off: usize) -> Result<u32, PeError> {
-    b.get(off..off + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(PeError::Truncated {
-            what: "headers",
-            need: off as u64 + 4,
-            have: b.len() as u64,
-        })
-}
-
 /// Write a little-endian u16 at `off` (caller guarantees the range exists).
 pub fn put_u16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_le_bytes());
@@ -124,86 +137,6 @@ pub fn align_up(v: u64, align: u64) -> u64 {
 }
 
 impl PeHeaders {
-    /// Parse the DOS stub, COFF header, optional header and section table.
-    pub fn parse(b: &[u8]) -> Result<Self, PeError> {
-        if b.len() < 0x40 || &b[..2] != b"MZ" {
-            return Err(PeError::NotPe("no MZ signature"));
-        }
-        let pe = u32_at(b, 0x3c)? as usize;
-        if b.get(pe..pe + 4) != Some(b"PE\0\0") {
-            return Err(PeError::NotPe("no PE signature at e_lfanew"));
-        }
-        let coff = pe + 4;
-        let machine = u16_at(b, coff)?;
-        let nsections = u16_at(b, coff + 2)? as usize;
-        let pointer_to_symbol_table = u32_at(b, coff + 8)?;
-        let number_of_symbols = u32_at(b, coff + 12)?;
-        let size_of_opt = u16_at(b, coff + 16)? as usize;
-        let characteristics = u16_at(b, coff + 18)?;
-        let opt = coff + 20;
-        let magic = u16_at(b, opt)?;
-        let pe32_plus = match magic {
-            0x20b => true,
-            0x10b => false,
-            _ => return Err(PeError::NotPe("unknown optional header magic")),
-        };
-        let dd_offset = if pe32_plus { opt + 112 } else { opt + 96 };
-        let number_of_rva_and_sizes = u32_at(b, dd_offset - 4)?;
-        if dd_offset + 8 * number_of_rva_and_sizes as usize > opt + size_of_opt {
-            return Err(PeError::NotPe(
-                "data directories exceed the optional header",
-            ));
-        }
-        let cert_table = if number_of_rva_and_sizes as usize > DIR_SECURITY {
-            let e = dd_offset + 8 * DIR_SECURITY;
-            (u32_at(b, e)?, u32_at(b, e + 4)?)
-        } else {
-            (0, 0)
-        };
-        let section_table_offset = opt + size_of_opt;
-        let mut sections = Vec::with_capacity(nsections);
-        for i in 0..nsections {
-            let s = section_table_offset + i * SECTION_HEADER_SIZE;
-            let raw = b
-                .get(s..s + SECTION_HEADER_SIZE)
-                .ok_or(PeError::Truncated {
-                    what: "section table",
-                    need: (s + SECTION_HEADER_SIZE) as u64,
-                    have: b.len() as u64,
-                })?;
-            let mut name = [0u8; 8];
-            name.copy_from_slice(&raw[..8]);
-            sections.push(SectionHeader {
-                name,
-                virtual_size: u32_at(raw, 8)?,
-                virtual_address: u32_at(raw, 12)?,
-                size_of_raw_data: u32_at(raw, 16)?,
-                pointer_to_raw_data: u32_at(raw, 20)?,
-                characteristics: u32_at(raw, 36)?,
-            });
-        }
-        Ok(PeHeaders {
-            coff_offset: coff,
-            opt_offset: opt,
-            pe32_plus,
-            machine,
-            characteristics,
-            pointer_to_symbol_table,
-            number_of_symbols,
-            major_image_version: u16_at(b, opt + 44)?,
-            section_alignment: u32_at(b, opt + 32)?,
-            file_alignment: u32_at(b, opt + 36)?,
-            size_of_headers: u32_at(b, opt + 60)?,
-            size_of_image: u32_at(b, opt + 56)?,
-            size_of_initialized_data: u32_at(b, opt + 8)?,
-            checksum: u32_at(b, opt + 64)?,
-            number_of_rva_and_sizes,
-            section_table_offset,
-            sections,
-            cert_table,
-        })
-    }
-
     /// Offset of `OptionalHeader.CheckSum`.
     pub fn checksum_offset(&self) -> usize {
         self.opt_offset + 64
@@ -243,28 +176,29 @@ impl PeHeaders {
     /// The bytes the loader maps for a section: its first `VirtualSize` bytes
     /// (clamped to the raw data present; the loader zero-fills any rest).
     pub fn section_data<'a>(&self, b: &'a [u8], s: &SectionHeader) -> Result<&'a [u8], PeError> {
-        let len = s.virtual_size.min(s.size_of_raw_data) as usize;
-        let start = s.pointer_to_raw_data as usize;
-        b.get(start..start + len).ok_or(PeError::Truncated {
-            what: "section data",
-            need: (start + len) as u64,
-            have: b.len() as u64,
-        })
+        let len = u64::from(s.virtual_size.min(s.size_of_raw_data));
+        let start = u64::from(s.pointer_to_raw_data);
+        b.get(start as usize..(start + len) as usize)
+            .ok_or_else(|| {
+                PeError::truncated(format!("section {}", s.name_str()), start + len, b.len())
+            })
     }
 
-    /// Check that every section's raw data lies inside the file.
-    pub fn check_raw_data_present(&self, file_len: usize) -> Result<(), PeError> {
-        for s in &self.sections {
-            let end = u64::from(s.pointer_to_raw_data) + u64::from(s.size_of_raw_data);
-            if s.size_of_raw_data != 0 && end > file_len as u64 {
-                return Err(PeError::Truncated {
-                    what: "section raw data",
-                    need: end,
-                    have: file_len as u64,
-                });
-            }
-        }
-        Ok(())
+    /// The whole raw data of a section (`SizeOfRawData` bytes at `PointerToRawData`).
+    pub fn section_raw<'a>(&self, b: &'a [u8], s: &SectionHeader) -> Result<&'a [u8], PeError> {
+        let start = u64::from(s.pointer_to_raw_data);
+        let end = start + u64::from(s.size_of_raw_data);
+        b.get(start as usize..end as usize)
+            .ok_or_else(|| PeError::truncated(format!("section {}", s.name_str()), end, b.len()))
+    }
+
+    /// End of the raw data of all sections (at least SizeOfHeaders).
+    pub fn raw_data_end(&self) -> u64 {
+        self.sections
+            .iter()
+            .filter(|s| s.size_of_raw_data != 0)
+            .map(SectionHeader::raw_end)
+            .fold(u64::from(self.size_of_headers), u64::max)
     }
 }
 

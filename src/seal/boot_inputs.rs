@@ -34,6 +34,14 @@ pub fn efi_arch(oci_arch: &str) -> Result<&'static str, String> {
     }
 }
 
+/// Where the image's systemd stub for `oci_arch` is.
+pub fn stub_path(oci_arch: &str) -> String {
+    format!(
+        "{EFI_DIR}/linux{}.efi.stub",
+        efi_arch(oci_arch).unwrap_or("?")
+    )
+}
+
 /// Mode, uid and gid of a directory in the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirMeta {

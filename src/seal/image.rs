@@ -145,9 +145,19 @@ impl Prepared {
             allow_section_overlap: opts.allow_section_overlap,
             ..Default::default()
         })
-        .map_err(|e| SealError::Image {
-            image: self.base.name.clone(),
-            message: format!("building the UKI: {e}"),
+        .map_err(|e| {
+            // Name the files a refusal is about (the stub and kernel as the image has them).
+            let stub = match &opts.stub {
+                Some(_) => "given with --stub".to_owned(),
+                None => boot_inputs::stub_path(&self.base.platform.architecture),
+            };
+            SealError::Image {
+                image: self.base.name.clone(),
+                message: format!(
+                    "building the UKI from kernel /usr/lib/modules/{}/vmlinuz and stub {stub}: {e}",
+                    self.inputs.kver
+                ),
+            }
         })
     }
 }

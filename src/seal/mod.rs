@@ -42,7 +42,8 @@ pub struct SealOptions {
     pub uki: UkiSource,
     pub bootloader: Option<Vec<u8>>,
     pub stub: Option<Vec<u8>>,
-    /// Accept a merged `.sbat` overlapping the next section of an old (systemd 252) stub.
+    /// Write the merged `.sbat` in place even where it overlaps the next stub section (ukify's
+    /// layout) instead of moving it after the stub's sections (see `uki::assemble`).
     pub allow_section_overlap: bool,
     pub labels: Vec<(String, String)>,
     pub compression: LayerCompression,

@@ -5,6 +5,17 @@
 //! aligned) — or, for a name the stub already has (`.sbat`), overwrite it in place — and
 //! finally zero CheckSum and recompute SizeOfImage. Works on the stub's bytes directly so
 //! the result can be byte-identical to ukify's.
+//!
+//! One departure: when the merged `.sbat` does not fit where the stub's `.sbat` sits — longer
+//! than its raw data (where ukify fails), or running into the next section in memory (systemd
+//! 252's stubs, 512-byte aligned, have `.sdmagic` 0x100 bytes after `.sbat`; ukify writes it
+//! anyway and that stub then warns "Overlapping PE sections detected" and stalls 3 s) — the
+//! stub's `.sbat` section is removed (header and raw data; its text is part of the merge) and
+//! the merged one appended like any new section, which is how ukify lays out a stub without
+//! `.sbat`. Renaming it instead would leave a section whose name starts with `.sbat`, and older
+//! systemd-stubs match section names by prefix (`locate_sections` in `src/boot/efi/pe.c`
+//! compares `strlen` of the wanted name); shim refuses a PE with two sections named `.sbat`
+//! ("Image has multiple SBAT sections"). `allow_overlap` keeps ukify's overlapping layout.
 
 use super::UkiError;
 use crate::pe::{
@@ -34,8 +45,191 @@ fn write_header(out: &mut [u8], off: usize, h: &SectionHeader) {
     pe::put_u32(out, off + 36, h.characteristics);
 }
 
-fn u32_len(name: &str, len: usize) -> Result<u32, UkiError> {
-    u32::try_from(len).map_err(|_| UkiError::TooLarge(name.to_string()))
+fn to_u32(what: &str, v: u64) -> Result<u32, UkiError> {
+    u32::try_from(v).map_err(|_| UkiError::TooLarge(what.to_string()))
+}
+
+/// The surgery below moves raw data section by section in table order; that is only right
+/// when the stub's raw data follows its headers in table order without overlap (true of
+/// every linker-made stub).
+fn check_layout(pe: &PeHeaders) -> Result<(), UkiError> {
+    let mut end = u64::from(pe.size_of_headers);
+    for (i, s) in pe.sections.iter().enumerate() {
+        if s.size_of_raw_data == 0 {
+            continue;
+        }
+        if u64::from(s.pointer_to_raw_data) < end {
+            return Err(UkiError::StubLayout(format!(
+                "section {i} ({}) PointerToRawData {:#x} lies before the end {end:#x} of the headers or the previous section's raw data",
+                s.name_str(),
+                s.pointer_to_raw_data
+            )));
+        }
+        end = s.raw_end();
+    }
+    Ok(())
+}
+
+/// Step 1: drop a COFF symbol (+ string) table that sits at the very end of the file, after
+/// all section data.
+fn strip_symbol_table(out: &mut Vec<u8>, pe: &mut PeHeaders) {
+    if pe.pointer_to_symbol_table == 0 {
+        return;
+    }
+    let start = u64::from(pe.pointer_to_symbol_table);
+    let mut end = start + 18 * u64::from(pe.number_of_symbols);
+    if let Some(b) = out.get(end as usize..(end + 4) as usize) {
+        end += u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    }
+    if end == out.len() as u64 && start >= pe.raw_data_end() {
+        out.truncate(start as usize);
+        pe::put_u32(out, pe.coff_offset + 8, 0);
+        pe::put_u32(out, pe.coff_offset + 12, 0);
+        pe.pointer_to_symbol_table = 0;
+        pe.number_of_symbols = 0;
+        // ukify also asks pefile to set IMAGE_FILE_LOCAL_SYMS_STRIPPED, but pefile does
+        // not write flag attributes back, so Characteristics stays as it was; we match
+        // ukify's actual output (checked byte for byte against ukify 257.13).
+    }
+}
+
+/// Step 2: re-align the raw data of the stub's sections to FileAlignment.
+fn realign(out: &mut Vec<u8>, pe: &mut PeHeaders) -> Result<(), UkiError> {
+    let fa = u64::from(pe.file_alignment);
+    for i in 0..pe.sections.len() {
+        let s = &pe.sections[i];
+        if s.size_of_raw_data == 0 {
+            continue;
+        }
+        let (oldp, oldsz) = (
+            u64::from(s.pointer_to_raw_data),
+            u64::from(s.size_of_raw_data),
+        );
+        let (newp, newsz) = (align_up(oldp, fa), align_up(oldsz, fa));
+        let shift = (newp - oldp) + (newsz - oldsz);
+        if shift == 0 {
+            continue;
+        }
+        let (p, end) = (oldp as usize, (oldp + oldsz) as usize);
+        out.splice(end..end, std::iter::repeat_n(0, (newsz - oldsz) as usize));
+        out.splice(p..p, std::iter::repeat_n(0, (newp - oldp) as usize));
+        pe.sections[i].pointer_to_raw_data = to_u32("stub", newp)?;
+        pe.sections[i].size_of_raw_data = to_u32("stub", newsz)?;
+        for later in pe.sections[i + 1..]
+            .iter_mut()
+            .filter(|s| s.size_of_raw_data != 0)
+        {
+            later.pointer_to_raw_data =
+                to_u32("stub", u64::from(later.pointer_to_raw_data) + shift)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `len` bytes fit in place of section `i` without overlapping the next section in
+/// memory (the one with the lowest higher address).
+fn fits_in_place(pe: &PeHeaders, i: usize, len: u32, allow_overlap: bool) -> bool {
+    let s = &pe.sections[i];
+    if len > s.size_of_raw_data {
+        return false;
+    }
+    let next = pe
+        .sections
+        .iter()
+        .filter(|o| o.virtual_address > s.virtual_address)
+        .map(|o| o.virtual_address)
+        .min();
+    allow_overlap
+        || next.is_none_or(|va| u64::from(s.virtual_address) + u64::from(len) <= u64::from(va))
+}
+
+/// Remove section `i`: its raw data from the file and its header from the table (later
+/// headers move up one slot, the freed last slot is zeroed).
+fn remove_section(out: &mut Vec<u8>, pe: &mut PeHeaders, i: usize) {
+    let s = pe.sections.remove(i);
+    if s.size_of_raw_data != 0 {
+        let (p, n) = (s.pointer_to_raw_data as usize, s.size_of_raw_data as usize);
+        out.drain(p..p + n);
+        // check_layout: raw data of later sections in table order comes after it.
+        for later in pe.sections[i..]
+            .iter_mut()
+            .filter(|o| o.size_of_raw_data != 0)
+        {
+            later.pointer_to_raw_data -= s.size_of_raw_data;
+        }
+        if u64::from(pe.pointer_to_symbol_table) >= s.raw_end() {
+            pe.pointer_to_symbol_table -= s.size_of_raw_data;
+            pe::put_u32(out, pe.coff_offset + 8, pe.pointer_to_symbol_table);
+        }
+    }
+    let from = pe.section_header_offset(i);
+    let end = pe.section_header_offset(pe.sections.len() + 1);
+    out.copy_within(from + SECTION_HEADER_SIZE..end, from);
+    out[end - SECTION_HEADER_SIZE..end].fill(0);
+}
+
+/// Append `new` after everything else, in memory and in the file.
+fn append_section(
+    out: &mut Vec<u8>,
+    pe: &mut PeHeaders,
+    new: &NewSection<'_>,
+) -> Result<(), UkiError> {
+    let slot = pe.section_header_offset(pe.sections.len());
+    // The header room ends at SizeOfHeaders and before any section's raw data.
+    let room_end = pe
+        .sections
+        .iter()
+        .filter(|s| s.size_of_raw_data != 0)
+        .map(|s| s.pointer_to_raw_data as usize)
+        .fold(pe.size_of_headers as usize, usize::min)
+        .min(out.len());
+    if slot + SECTION_HEADER_SIZE > room_end {
+        return Err(UkiError::NoHeaderRoom {
+            name: new.name.to_string(),
+            sections: pe.sections.len(),
+            size_of_headers: pe.size_of_headers,
+        });
+    }
+    let (fa, sa) = (
+        u64::from(pe.file_alignment),
+        u64::from(pe.section_alignment),
+    );
+    let image_end = pe.sections.iter().map(mapped_end).max().unwrap_or(0);
+    let ptr = align_up(out.len() as u64, fa);
+    let raw_size = align_up(new.data.len() as u64, fa);
+    let header = SectionHeader {
+        name: name_bytes(new.name),
+        virtual_size: to_u32(new.name, new.data.len() as u64)?,
+        virtual_address: to_u32(new.name, align_up(image_end, sa))?,
+        size_of_raw_data: to_u32(new.name, raw_size)?,
+        pointer_to_raw_data: to_u32(new.name, ptr)?,
+        characteristics: SCN_MEM_READ
+            | if new.name == ".linux" {
+                // Old kernels using the EFI handover protocol run in place.
+                SCN_CNT_CODE
+            } else {
+                SCN_CNT_INITIALIZED_DATA
+            },
+    };
+    to_u32(new.name, header.virtual_end())?;
+    out.resize(ptr as usize, 0);
+    out.extend_from_slice(new.data);
+    out.resize((ptr + raw_size) as usize, 0);
+    out[slot..slot + SECTION_HEADER_SIZE].fill(0);
+    pe.size_of_initialized_data = pe
+        .size_of_initialized_data
+        .wrapping_add(header.virtual_size);
+    pe.sections.push(header);
+    Ok(())
+}
+
+/// Where a section ends in memory as the firmware maps it (SizeOfRawData if VirtualSize is 0).
+fn mapped_end(s: &SectionHeader) -> u64 {
+    if s.virtual_size == 0 {
+        u64::from(s.virtual_address) + u64::from(s.size_of_raw_data)
+    } else {
+        s.virtual_end()
+    }
 }
 
 /// Build the UKI bytes from `stub` and `sections` (in file order).
@@ -44,146 +238,49 @@ pub fn assemble(
     sections: &[NewSection<'_>],
     allow_overlap: bool,
 ) -> Result<Vec<u8>, UkiError> {
-    let mut pe = PeHeaders::parse(stub).map_err(|e| UkiError::Stub(e.to_string()))?;
+    let mut pe = PeHeaders::parse(stub).map_err(UkiError::Stub)?;
     if pe.cert_table != (0, 0) {
         return Err(UkiError::StubSigned);
     }
-    let total: usize = sections
-        .iter()
-        .map(|s| s.data.len() + pe.file_alignment as usize)
-        .sum();
+    check_layout(&pe)?;
+    // Growth is bounded by the inputs: re-alignment adds < 2 FileAlignment (≤ 64 KiB, checked
+    // by parse) per stub section, each new section < 1 FileAlignment of padding.
+    let fa = pe.file_alignment as usize;
+    let total: usize = sections.iter().map(|s| s.data.len() + fa).sum();
     // Spare room so a signature can be appended without reallocating (authenticode::sign_owned).
-    let mut out = Vec::with_capacity(stub.len() + total + 64 * 1024);
+    let mut out = Vec::with_capacity(stub.len() + total + 2 * fa * pe.sections.len() + 64 * 1024);
     out.extend_from_slice(stub);
 
-    // 1. Drop a COFF symbol (+ string) table that sits at the very end of the file.
-    if pe.pointer_to_symbol_table != 0 {
-        let start = pe.pointer_to_symbol_table as usize;
-        let mut size = 18 * pe.number_of_symbols as usize;
-        if let Some(b) = out.get(start + size..start + size + 4) {
-            size += u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        }
-        if start + size == out.len() {
-            out.truncate(start);
-            pe::put_u32(&mut out, pe.coff_offset + 8, 0);
-            pe::put_u32(&mut out, pe.coff_offset + 12, 0);
-            // ukify also asks pefile to set IMAGE_FILE_LOCAL_SYMS_STRIPPED, but pefile does
-            // not write flag attributes back, so Characteristics stays as it was; we match
-            // ukify's actual output (checked byte for byte against ukify 257.13).
-        }
-    }
-
-    // 2. Re-align raw data of the stub's sections to FileAlignment.
-    let fa = u64::from(pe.file_alignment);
-    let sa = u64::from(pe.section_alignment);
-    for i in 0..pe.sections.len() {
-        let (oldp, oldsz) = (
-            pe.sections[i].pointer_to_raw_data as usize,
-            pe.sections[i].size_of_raw_data as usize,
-        );
-        let newp = align_up(oldp as u64, fa) as usize;
-        let newsz = align_up(oldsz as u64, fa) as usize;
-        let (padp, padsz) = (newp - oldp, newsz - oldsz);
-        if padp == 0 && padsz == 0 {
-            continue;
-        }
-        let body = out
-            .get(oldp..oldp + oldsz)
-            .ok_or_else(|| UkiError::Stub("section data outside the file".into()))?
-            .to_vec();
-        let tail = out.split_off(oldp + oldsz);
-        out.truncate(oldp);
-        out.resize(oldp + padp, 0);
-        out.extend_from_slice(&body);
-        out.resize(out.len() + padsz, 0);
-        out.extend_from_slice(&tail);
-        pe.sections[i].pointer_to_raw_data = newp as u32;
-        pe.sections[i].size_of_raw_data = newsz as u32;
-        for later in &mut pe.sections[i + 1..] {
-            later.pointer_to_raw_data += (padp + padsz) as u32;
-        }
-    }
-
+    strip_symbol_table(&mut out, &mut pe);
+    realign(&mut out, &mut pe)?;
     // 3. Free header room: the first section's data starts FileAlignment-aligned.
-    pe.size_of_headers = align_up(u64::from(pe.size_of_headers), fa) as u32;
+    pe.size_of_headers = to_u32(
+        "headers",
+        align_up(u64::from(pe.size_of_headers), fa as u64),
+    )?;
 
-    let n_original = pe.sections.len();
+    let mut n_original = pe.sections.len();
     for new in sections {
-        let len = u32_len(new.name, new.data.len())?;
+        let len = to_u32(new.name, new.data.len() as u64)?;
         let existing = pe.sections[..n_original]
             .iter()
             .position(|s| s.name_str() == new.name);
         if let Some(i) = existing {
-            // In place, like ukify: the stub's own `.sbat` receives the merged text.
-            let s = pe.sections[i].clone();
-            if len > s.size_of_raw_data {
-                return Err(UkiError::SectionTooBig {
-                    name: new.name.to_string(),
-                    size: len,
-                    room: s.size_of_raw_data,
-                });
+            if fits_in_place(&pe, i, len, allow_overlap) {
+                // In place, like ukify: the stub's own `.sbat` receives the merged text.
+                let s = &pe.sections[i];
+                let p = s.pointer_to_raw_data as usize;
+                out[p..p + s.size_of_raw_data as usize].fill(0);
+                out[p..p + new.data.len()].copy_from_slice(new.data);
+                pe.sections[i].virtual_size = len;
+                // ukify sets SizeOfRawData to the aligned new length; that never exceeds the
+                // old (aligned) size, and keeping the old size keeps later file offsets valid.
+                continue;
             }
-            let next = pe
-                .sections
-                .iter()
-                .filter(|o| o.virtual_address > s.virtual_address)
-                .min_by_key(|o| o.virtual_address);
-            if let Some(next) = next
-                && u64::from(s.virtual_address) + u64::from(len) > u64::from(next.virtual_address)
-                && !allow_overlap
-            {
-                return Err(UkiError::SectionOverlap {
-                    name: new.name.to_string(),
-                    end: u64::from(s.virtual_address) + u64::from(len),
-                    next: next.name_str(),
-                    next_va: next.virtual_address,
-                });
-            }
-            let p = s.pointer_to_raw_data as usize;
-            let old_raw = s.size_of_raw_data as usize;
-            out[p..p + old_raw].fill(0);
-            out[p..p + new.data.len()].copy_from_slice(new.data);
-            pe.sections[i].virtual_size = len;
-            // ukify sets SizeOfRawData to the aligned new length; that never exceeds the
-            // old (aligned) size, and keeping the old size keeps later file offsets valid.
-            continue;
+            remove_section(&mut out, &mut pe, i);
+            n_original -= 1;
         }
-        let slot = pe.section_header_offset(pe.sections.len());
-        if slot + SECTION_HEADER_SIZE > pe.size_of_headers as usize {
-            return Err(UkiError::NoHeaderRoom {
-                name: new.name.to_string(),
-                sections: pe.sections.len(),
-                size_of_headers: pe.size_of_headers,
-            });
-        }
-        let last = pe
-            .sections
-            .last()
-            .ok_or_else(|| UkiError::Stub("stub has no sections".into()))?;
-        let va = align_up(last.virtual_end(), sa);
-        let ptr = align_up(out.len() as u64, fa);
-        let raw_size = u32_len(new.name, align_up(new.data.len() as u64, fa) as usize)?;
-        let header = SectionHeader {
-            name: name_bytes(new.name),
-            virtual_size: len,
-            virtual_address: u32::try_from(va).map_err(|_| UkiError::TooLarge(new.name.into()))?,
-            size_of_raw_data: raw_size,
-            pointer_to_raw_data: u32::try_from(ptr)
-                .map_err(|_| UkiError::TooLarge(new.name.into()))?,
-            characteristics: SCN_MEM_READ
-                | if new.name == ".linux" {
-                    // Old kernels using the EFI handover protocol run in place.
-                    SCN_CNT_CODE
-                } else {
-                    SCN_CNT_INITIALIZED_DATA
-                },
-        };
-        out.resize(ptr as usize, 0);
-        out.extend_from_slice(new.data);
-        out.resize(ptr as usize + raw_size as usize, 0);
-        out[slot..slot + SECTION_HEADER_SIZE].fill(0);
-        pe.sections.push(header);
-        pe.size_of_initialized_data = pe.size_of_initialized_data.wrapping_add(len);
+        append_section(&mut out, &mut pe, new)?;
     }
 
     // Write back the header fields.
@@ -200,15 +297,14 @@ pub fn assemble(
         pe.size_of_initialized_data,
     );
     pe::put_u32(&mut out, pe.checksum_offset(), 0);
-    let last = pe
-        .sections
-        .last()
-        .ok_or_else(|| UkiError::Stub("stub has no sections".into()))?;
-    let size_of_image = align_up(last.virtual_end(), sa);
-    pe::put_u32(
-        &mut out,
-        pe.size_of_image_offset(),
-        u32::try_from(size_of_image).map_err(|_| UkiError::TooLarge("image".into()))?,
-    );
+    let image_end = pe.sections.iter().map(mapped_end).max().unwrap_or(0);
+    let size_of_image = to_u32(
+        "image",
+        align_up(image_end, u64::from(pe.section_alignment)),
+    )?;
+    pe::put_u32(&mut out, pe.size_of_image_offset(), size_of_image);
+    // The result must itself be a PE that the stub and firmware accept (e.g. ≤ 96 sections).
+    PeHeaders::parse(&out)
+        .map_err(|e| UkiError::StubLayout(format!("the assembled UKI would be invalid: {e}")))?;
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! and its release string (`uname -r`) from the x86 boot protocol header.
 
 use super::UkiError;
-use crate::pe::PeHeaders;
+use crate::pe::{PeError, PeHeaders};
 
 /// The kernel release (`uname -r`) of a kernel image, found the way ukify's
 /// `Uname.scrape` finds it: from the x86 boot header, else from the
@@ -67,24 +67,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Check that `kernel` is a PE image whose sections all lie inside the file.
+/// Check that `kernel` is a valid PE image (which includes every section's raw data lying
+/// inside the file; a cut-off kernel is reported as truncated).
 pub fn check(kernel: &[u8]) -> Result<(), UkiError> {
-    let pe = PeHeaders::parse(kernel).map_err(|e| UkiError::Kernel(e.to_string()))?;
-    pe.check_raw_data_present(kernel.len())
-        .map_err(|e| UkiError::KernelTruncated(e.to_string()))?;
-    if let Some(last) = pe
-        .sections
-        .iter()
-        .map(|s| u64::from(s.pointer_to_raw_data) + u64::from(s.size_of_raw_data))
-        .max()
-        && (kernel.len() as u64) < last
-    {
-        return Err(UkiError::KernelTruncated(format!(
-            "file is {} bytes, sections end at {last}",
-            kernel.len()
-        )));
+    match PeHeaders::parse(kernel) {
+        Ok(_) => Ok(()),
+        Err(e @ PeError::Truncated { .. }) => Err(UkiError::KernelTruncated(e)),
+        Err(e) => Err(UkiError::Kernel(e)),
     }
-    Ok(())
 }
 
 #[cfg(test)]

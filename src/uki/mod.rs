@@ -12,6 +12,7 @@ pub mod pcrsig;
 pub mod sbat;
 pub mod stub;
 
+use crate::pe::PeError;
 use assemble::NewSection;
 use thiserror::Error;
 
@@ -23,13 +24,15 @@ pub use pcrsig::PcrSigning;
 #[derive(Debug, Error)]
 pub enum UkiError {
     #[error("stub is not a usable PE image: {0}")]
-    Stub(String),
+    Stub(PeError),
+    #[error("stub's layout cannot be extended: {0}")]
+    StubLayout(String),
     #[error("stub already carries a certificate table (signed); use an unsigned systemd-stub")]
     StubSigned,
     #[error("kernel is not an EFI-stub PE image: {0}")]
-    Kernel(String),
+    Kernel(PeError),
     #[error("kernel image is truncated: {0}")]
-    KernelTruncated(String),
+    KernelTruncated(PeError),
     #[error(
         "no room in the stub's PE header for section {name} ({sections} section headers already, SizeOfHeaders {size_of_headers:#x})"
     )]
@@ -37,19 +40,6 @@ pub enum UkiError {
         name: String,
         sections: usize,
         size_of_headers: u32,
-    },
-    #[error(
-        "merged section {name} ({size:#x} bytes) does not fit the stub's section of {room:#x} bytes"
-    )]
-    SectionTooBig { name: String, size: u32, room: u32 },
-    #[error(
-        "merged section {name} would end at {end:#x}, overlapping {next} at {next_va:#x} in memory (old stub with 512-byte section alignment; the stub warns and stalls 3 s at boot) — pass allow_section_overlap / --allow-section-overlap to accept"
-    )]
-    SectionOverlap {
-        name: String,
-        end: u64,
-        next: String,
-        next_va: u32,
     },
     #[error("{0} is too large for a PE image")]
     TooLarge(String),
@@ -82,7 +72,9 @@ pub struct UkiInputs<'a> {
     pub pcr_signing: Option<PcrSigning>,
     /// systemd version of the stub; read from its `.sdmagic` if None.
     pub stub_version: Option<u32>,
-    /// Accept a merged `.sbat` that overlaps the next stub section in memory (old stubs).
+    /// Where the merged `.sbat` does not fit the stub's own `.sbat` in memory (systemd 252's
+    /// 512-byte-aligned stubs), write it there anyway and overlap the next section, as ukify
+    /// does, instead of moving it after the stub's sections (see [`assemble`]).
     pub allow_section_overlap: bool,
 }
 
@@ -132,7 +124,7 @@ fn plan<'a>(inputs: &'a UkiInputs<'a>) -> Result<Plan<'a>, UkiError> {
 }
 
 fn check_stub(stub: &[u8]) -> Result<(), UkiError> {
-    crate::pe::PeHeaders::parse(stub).map_err(|e| UkiError::Stub(e.to_string()))?;
+    crate::pe::PeHeaders::parse(stub).map_err(UkiError::Stub)?;
     Ok(())
 }
 

@@ -275,26 +275,20 @@ pub fn pcr_keypair(dir: &Path) -> (PathBuf, PathBuf) {
     (key, public)
 }
 
-/// `bootseal seal --allow-section-overlap --from FROM --to TO --key --cert` (Debian 12's 252
-/// stub needs the overlap flag); callers add further flags.
+/// `bootseal seal --from FROM --to TO --key --cert` (Debian 12's 252 stub needs no extra
+/// flag); callers add further flags.
 pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
     let mut c = bootseal();
-    c.args([
-        "seal",
-        "--allow-section-overlap",
-        "--from",
-        from,
-        "--to",
-        to,
-    ])
-    .arg("--key")
-    .arg(&keys.key)
-    .arg("--cert")
-    .arg(&keys.cert);
+    c.args(["seal", "--from", from, "--to", to])
+        .arg("--key")
+        .arg(&keys.key)
+        .arg("--cert")
+        .arg(&keys.cert);
     c
 }
 
-/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel.
+/// Assemble an unsigned UKI with bootseal from the Debian stub and kernel (Debian 12's 252
+/// stub: the merged `.sbat` is moved after the stub's sections, uki.md pitfall P1).
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
     let stub = require_file(STUB, "systemd-boot-efi");
     let k = kernel();
@@ -319,8 +313,6 @@ pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
             .arg(&stub)
             .arg("--cmdline")
             .arg(cmdline)
-            // Debian's 252 stub has 512-byte section alignment; see uki.md pitfall P1.
-            .arg("--allow-section-overlap")
             .arg("-o")
             .arg(&out),
     );

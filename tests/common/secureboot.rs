@@ -73,6 +73,12 @@ pub fn make_esp(dir: &Path, efi: &Path) -> PathBuf {
 
 /// Boot `efi` under OVMF with Secure Boot on and watch the first serial port.
 pub fn boot(efi: &Path) -> Verdict {
+    boot_with_log(efi).0
+}
+
+/// [`boot`], also returning the serial log up to the verdict (firmware, stub and kernel
+/// messages, `\r` removed).
+pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
     require_qemu_parts();
     let _one_at_a_time = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let d = scratch();
@@ -122,8 +128,9 @@ pub fn boot(efi: &Path) -> Verdict {
         .spawn()
         .expect("start qemu-system-x86_64");
     let start = Instant::now();
+    let mut log;
     let verdict = loop {
-        let log =
+        log =
             String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
         if let Some(l) = log.lines().find(|l| l.contains("Command line: ")) {
             break Verdict::Booted(l.to_string());
@@ -155,7 +162,7 @@ pub fn boot(efi: &Path) -> Verdict {
         efi.display(),
         start.elapsed()
     );
-    verdict
+    (verdict, log)
 }
 
 pub fn sign_snakeoil(input: &Path, out: &Path) {
