@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fuzz step of CI (.ci/run calls it; README "Run the tests"): builds every target with
 # libFuzzer on the stable toolchain and runs each for a fixed time, failing on any crash, hang,
-# stack overflow or oversized allocation. Usage: fuzz/run-ci.sh [SECONDS] (default 90): the
+# stack overflow or oversized allocation. Usage: fuzz/run-ci.sh [SECONDS] (default 60): the
 # targets run in two lanes of that length, one per core: tar_tree (the largest attack surface,
 # and the slowest per input) alone, the other four one after another with shares of it.
 #
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-seconds=${1:-90}
+seconds=${1:-60}
 lane_a=("tar_tree:100")
 lane_b=("pe_uki:45" "cmdline:20" "manifest_json:20" "kargs_toml:15")
 triple=$(rustc -vV | sed -n 's/^host: //p')
