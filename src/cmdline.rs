@@ -12,7 +12,9 @@
 //! digest of the layers; the insecure form (`?`, fs-verity optional) only when asked for.
 
 use composefs::fsverity::{Algorithm, FsVerityHashValue, Sha512HashValue};
-use composefs_boot::cmdline::{ComposefsCmdline, make_cmdline_composefs, split_cmdline};
+use composefs_boot::cmdline::{
+    ComposefsCmdline, KARG_COMPOSEFS_DIGEST, make_cmdline_composefs, split_cmdline,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::ErofsVersion;
@@ -179,11 +181,19 @@ pub fn composefs_argument(
         .map_err(|e| format!("digest {digest_hex:?} is not a SHA-512 hex digest: {e:?}"))?;
     Ok(match form {
         ArgForm::Composefs => ComposefsCmdline::new_v2(digest, insecure).to_cmdline_arg(),
-        ArgForm::ComposefsDigest => make_cmdline_composefs(
+        // composefs-boot's own formatter for V1; it spells V2 as the legacy `composefs=`, so the
+        // explicit `v2-` descriptor (which its parser reads as V2) is written here.
+        ArgForm::ComposefsDigest if erofs_version == ErofsVersion::V1 => make_cmdline_composefs(
             &digest.to_hex(),
             insecure,
             erofs_version.format(),
             Algorithm::SHA512,
+        ),
+        ArgForm::ComposefsDigest => format!(
+            "{KARG_COMPOSEFS_DIGEST}={}v2-{}:{}",
+            if insecure { "?" } else { "" },
+            Algorithm::SHA512.verity_suffix(),
+            digest.to_hex()
         ),
     })
 }

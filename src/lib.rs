@@ -9,7 +9,6 @@ pub mod authenticode;
 pub mod cli;
 pub mod cmdline;
 pub mod digest;
-pub mod keys;
 pub mod layer_stream;
 pub mod layer_writer;
 pub mod manifest;
@@ -18,8 +17,12 @@ pub mod pe;
 pub mod progress;
 pub mod reference;
 pub mod seal;
+pub mod signer;
 pub mod sink;
 pub mod source;
 pub mod tree;
 pub mod uki;
 pub mod verify;
+
+/// Key and certificate files; kept at the crate root for existing callers.
+pub use signer::keys;

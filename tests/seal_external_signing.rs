@@ -120,7 +120,8 @@ fn build_uki_then_sign_elsewhere_then_seal() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        err.contains(&format!("--uki carries composefs={}", other.trim())) && err.contains(&digest),
+        err.contains(&format!("--uki: composefs={} names digest", other.trim()))
+            && err.contains(&format!("the layers give {digest}")),
         "{err}"
     );
 

@@ -2,12 +2,11 @@
 //! sbsign writes them and checked the way UEFI firmware checks them (research/uki.md §3).
 //!
 //! Flow: [`table::prepare`] pads the unsigned image to 8 bytes → [`hash::image_hash`] →
-//! [`spc::SpcIndirectDataContent`] → [`signed_data::build`] with an [`AuthenticodeSigner`]
+//! [`spc::SpcIndirectDataContent`] → [`signed_data::build`] with a [`CertifiedSigner`]
 //! → [`table::append_entry`] (WIN_CERTIFICATE, directory 4, checksum).
 
 pub mod hash;
 pub mod signed_data;
-pub mod signer;
 pub mod spc;
 pub mod table;
 pub mod verify;
@@ -17,8 +16,8 @@ use crate::pe::PeError;
 use thiserror::Error;
 use x509_cert::Certificate;
 
+pub use crate::signer::CertifiedSigner;
 pub use hash::image_hash;
-pub use signer::{AuthenticodeSigner, LocalKeySigner};
 
 /// Why signing or verifying failed.
 #[derive(Debug, Error)]
@@ -33,8 +32,8 @@ pub enum AuthenticodeError {
     BadTable(&'static str),
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("signing failed: {0}")]
-    Crypto(String),
+    #[error(transparent)]
+    Sign(#[from] crate::signer::SignError),
     #[error("malformed PKCS#7: {0}")]
     Der(String),
     #[error("image has no Authenticode signature")]
@@ -61,7 +60,7 @@ pub enum AuthenticodeError {
 /// signature, otherwise a signed image is refused.
 pub fn sign(
     image: &[u8],
-    signer: &dyn AuthenticodeSigner,
+    signer: &CertifiedSigner,
     append: bool,
 ) -> Result<Vec<u8>, AuthenticodeError> {
     sign_owned(with_room(image), signer, append)
@@ -71,7 +70,7 @@ pub fn sign(
 /// some spare capacity, e.g. 64 KiB, to avoid a reallocation of a large image).
 pub fn sign_owned(
     image: Vec<u8>,
-    signer: &dyn AuthenticodeSigner,
+    signer: &CertifiedSigner,
     append: bool,
 ) -> Result<Vec<u8>, AuthenticodeError> {
     let mut prepared = table::prepare(image, append)?;

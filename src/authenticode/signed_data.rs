@@ -5,8 +5,8 @@
 //! always gives the same bytes.
 
 use super::AuthenticodeError;
-use super::signer::AuthenticodeSigner;
 use super::spc::{SHA256, SPC_INDIRECT_DATA, SpcIndirectDataContent};
+use crate::signer::{CertifiedSigner, HashAlg};
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
@@ -40,7 +40,7 @@ fn alg(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
 /// DER ContentInfo(SignedData) signing `spc` with `signer`.
 pub fn build(
     spc: &SpcIndirectDataContent,
-    signer: &dyn AuthenticodeSigner,
+    signer: &CertifiedSigner,
 ) -> Result<Vec<u8>, AuthenticodeError> {
     let econtent = spc.to_any().map_err(der_err)?;
     // messageDigest covers the content octets of the SEQUENCE, without tag and length.
@@ -62,7 +62,7 @@ pub fn build(
     let signed_attrs = SetOfVec::try_from(vec![content_type, message_digest]).map_err(der_err)?;
     // The signature covers the attributes DER-encoded with the SET OF tag (RFC 5652 §5.4).
     let to_sign = signed_attrs.to_der().map_err(der_err)?;
-    let signature = signer.sign_rsa_sha256(&to_sign)?;
+    let signature = signer.key().sign(HashAlg::Sha256, &to_sign)?;
 
     let cert = signer.certificate();
     let signer_info = SignerInfo {

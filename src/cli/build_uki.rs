@@ -41,8 +41,8 @@ pub struct Args {
     /// Phase paths for --measure and .pcrsig (comma-separated, e.g. enter-initrd:leave-initrd).
     #[arg(long, value_delimiter = ',')]
     pub phases: Vec<String>,
-    /// Private key to sign PCR 11 policies (.pcrsig); adds .pcrpkey.
-    #[arg(long)]
+    /// Private key to sign PCR 11 policies (.pcrsig): RSA key file or pkcs11: URI; adds .pcrpkey.
+    #[arg(long, value_name = "FILE|URI")]
     pub pcr_private_key: Option<PathBuf>,
     /// Public key to embed as .pcrpkey (default: derived from --pcr-private-key).
     #[arg(long)]
@@ -53,6 +53,10 @@ pub struct Args {
     /// Environment variable holding the passphrase of an encrypted --pcr-private-key.
     #[arg(long)]
     pub pcr_key_pass_env: Option<String>,
+    /// PKCS#11 module for a pkcs11: --pcr-private-key without module-path (default:
+    /// $BOOTSEAL_PKCS11_MODULE, else p11-kit's proxy module).
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
     /// systemd version of the stub, if its .sdmagic does not say.
     #[arg(long)]
     pub stub_version: Option<u32>,
@@ -105,17 +109,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(c) => Some(uki::normalize_cmdline(c).into_bytes()),
         None => None,
     };
-    // The low-level tool writes what it is given; say when that is not a sound sealed line.
-    if let Some(line) = cmdline.as_deref().map(String::from_utf8_lossy) {
-        match crate::cmdline::read_composefs(&line) {
-            Ok(arg) if arg.insecure => eprintln!(
-                "bootseal: warning: --cmdline: {} is the insecure form (fs-verity optional at boot)",
-                arg.token
-            ),
-            Err(crate::cmdline::CmdlineError::Missing) | Ok(_) => {}
-            Err(e) => eprintln!("bootseal: warning: --cmdline: {e}"),
-        }
-    }
     let sbat_texts = args
         .sbat
         .iter()
@@ -143,11 +136,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.pcr_key_pass_file.as_deref(),
                 args.pcr_key_pass_env.as_deref(),
             )?;
-            let key = crate::keys::load_private_key(
-                &read_input(path, "PCR private key")?,
-                pass.as_deref(),
-            )
-            .with_context(|| format!("PCR private key {}", path.display()))?;
+            let location = crate::signer::KeyLocation::parse(path)?;
+            let opts = crate::signer::OpenOptions {
+                passphrase: pass,
+                pkcs11: crate::signer::Pkcs11Options {
+                    module: args.pkcs11_module.clone(),
+                    ..Default::default()
+                },
+            };
+            let key = crate::signer::open_key(&location, &opts)
+                .with_context(|| format!("--pcr-private-key {location}"))?;
             let public = args
                 .pcr_public_key
                 .as_deref()
@@ -187,6 +185,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.output.as_deref().context("-o/--output is required")?,
         &image,
     )?;
+    // The low-level tool writes what it is given; once written, say when that is not a sound
+    // sealed command line.
+    if let Some(line) = cmdline.as_deref().map(String::from_utf8_lossy) {
+        match crate::cmdline::read_composefs(&line) {
+            Ok(arg) if arg.insecure => eprintln!(
+                "bootseal: warning: --cmdline: {} is the insecure form (fs-verity optional at boot)",
+                arg.token
+            ),
+            Err(crate::cmdline::CmdlineError::Missing) | Ok(_) => {}
+            Err(e) => eprintln!("bootseal: warning: --cmdline: {e}"),
+        }
+    }
 
     if args.measure {
         let phase_refs: Vec<&str> = std::iter::once("")

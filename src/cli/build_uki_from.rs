@@ -5,12 +5,9 @@
 
 use super::options::{ComposefsArgArgs, DigestFormatArgs, RegistryArgs, parse_platform};
 use super::write_output;
-use crate::digest::{self, DigestOptions};
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
-use crate::seal::{SealOptions, efi_arch, prepare_image};
-use crate::source;
-use crate::tree::CaptureSet;
+use crate::seal::{SealOptions, prepare_image};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -49,25 +46,14 @@ pub struct FromImageArgs {
     pub registry: RegistryArgs,
 }
 
-/// Reads the stub for the platform's architecture out of another image.
+/// `--stub-from IMAGE`: the stub for the platform's architecture out of another image.
 pub fn stub_from_image(image: &str, args: &FromImageArgs) -> anyhow::Result<Vec<u8>> {
     let reference = ImageRef::parse(image).map_err(anyhow::Error::msg)?;
-    let src = source::open(&reference, &args.registry.source_options())?;
-    let resolved = source::resolve(src.as_ref(), &args.platform)?;
-    let path = format!(
-        "/usr/lib/systemd/boot/efi/linux{}.efi.stub",
-        efi_arch(&args.platform.architecture).map_err(anyhow::Error::msg)?
-    );
-    let capture = CaptureSet::new().with(&path);
-    let opts = DigestOptions {
-        capture: capture.clone(),
-        ..Default::default()
-    };
-    let ingested = digest::ingest(&resolved.name, digest::layer_inputs(&src, &resolved), &opts)?;
-    ingested
-        .captured(&capture)
-        .read(&path)
-        .map_err(|e| anyhow::anyhow!("{image}: no stub at {path}: {e}"))
+    Ok(crate::seal::stub_from_image(
+        &reference,
+        &args.registry.source_options(),
+        &args.platform,
+    )?)
 }
 
 pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub mod verify_pe;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// What `--version` prints after the name: the crate version, the composefs-rs semantics the
 /// digest follows (the `=0.9.0` pin in Cargo.toml) and the default EROFS format.
@@ -149,19 +150,28 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A certificate file (PEM or DER), naming it in the error.
+/// A certificate (PEM or DER file, or a `pkcs11:` URI), naming it in the error.
 pub(crate) fn read_certificate(path: &Path) -> anyhow::Result<x509_cert::Certificate> {
-    crate::keys::load_certificate(&read_input(path, "certificate")?)
-        .with_context(|| format!("certificate {}", path.display()))
+    read_certificate_with(path, &crate::signer::OpenOptions::default())
 }
 
-/// A key passphrase from a file or an environment variable — never from argv.
+/// [`read_certificate`] with a token PIN and module at hand.
+pub(crate) fn read_certificate_with(
+    path: &Path,
+    opts: &crate::signer::OpenOptions,
+) -> anyhow::Result<x509_cert::Certificate> {
+    let location = crate::signer::KeyLocation::parse(path)?;
+    Ok(crate::signer::open_certificate(&location, opts)?)
+}
+
+/// A key passphrase or token PIN from a file or an environment variable — never from argv;
+/// wiped from memory when dropped.
 pub(crate) fn passphrase(
     file: Option<&Path>,
     env: Option<&str>,
-) -> anyhow::Result<Option<Vec<u8>>> {
+) -> anyhow::Result<Option<Zeroizing<Vec<u8>>>> {
     if let Some(f) = file {
-        let mut p = read_input(f, "key passphrase file")?;
+        let mut p = Zeroizing::new(read_input(f, "key passphrase file")?);
         while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             p.pop();
         }
@@ -170,7 +180,7 @@ pub(crate) fn passphrase(
     if let Some(name) = env {
         let v = std::env::var_os(name)
             .with_context(|| format!("environment variable {name} (key passphrase) is not set"))?;
-        return Ok(Some(v.into_encoded_bytes()));
+        return Ok(Some(Zeroizing::new(v.into_encoded_bytes())));
     }
     Ok(None)
 }

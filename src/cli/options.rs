@@ -1,13 +1,18 @@
-//! Flags shared by the subcommands that read images: platform and registry connection options,
-//! spelled as skopeo spells them.
+//! Flags shared by several subcommands: platform and registry connection options, spelled as
+//! skopeo spells them, and the signing key and certificate.
 
 use crate::auth::AuthOptions;
 use crate::cmdline::ArgForm;
 use crate::digest::{ComposefsCompat, ErofsVersion};
 use crate::manifest::Platform;
+use crate::signer::pkcs11::ObjectType;
+use crate::signer::{self, CertifiedSigner, KeyLocation, OpenOptions, Pkcs11Options};
 use crate::source::{RegistryOptions, SourceOptions};
+use anyhow::Context;
 use clap::{ArgAction, Args};
 use std::path::PathBuf;
+use std::sync::Arc;
+use x509_cert::Certificate;
 
 /// Registry options for reading an image (`--tls-verify`, `--cert-dir`, `--creds`, `--authfile`).
 #[derive(Args, Debug, Clone)]
@@ -68,4 +73,79 @@ pub struct ComposefsArgArgs {
     /// lack fs-verity, as `bootc container ukify --allow-missing-verity` does
     #[arg(long)]
     pub allow_missing_verity: bool,
+}
+
+/// Signing key and certificate (`--key`, `--cert`): files, or objects on a PKCS#11 token
+/// named by `pkcs11:` URIs (RFC 7512).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SigningArgs {
+    /// Signing key: RSA key file (PEM/DER; PKCS#1, PKCS#8, encrypted PKCS#8) or a pkcs11: URI
+    #[arg(long, value_name = "FILE|URI")]
+    pub key: Option<PathBuf>,
+    /// Certificate of the signing key: PEM/DER file or a pkcs11: URI (default for a pkcs11:
+    /// key: the certificate object with the key's label/id)
+    #[arg(long, value_name = "FILE|URI")]
+    pub cert: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted key, or the token PIN
+    #[arg(long, value_name = "FILE")]
+    pub key_pass_file: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted key, or the token PIN
+    #[arg(long, value_name = "VAR")]
+    pub key_pass_env: Option<String>,
+    /// PKCS#11 module for pkcs11: URIs without module-path (default: $BOOTSEAL_PKCS11_MODULE,
+    /// else p11-kit's proxy module)
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
+}
+
+impl SigningArgs {
+    /// Passphrase/PIN and module settings for opening the key and certificate.
+    pub fn open_options(&self) -> anyhow::Result<OpenOptions> {
+        Ok(OpenOptions {
+            passphrase: super::passphrase(
+                self.key_pass_file.as_deref(),
+                self.key_pass_env.as_deref(),
+            )?,
+            pkcs11: Pkcs11Options {
+                module: self.pkcs11_module.clone(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The `--cert` certificate, if given.
+    pub fn certificate(&self, opts: &OpenOptions) -> anyhow::Result<Option<Certificate>> {
+        self.cert
+            .as_deref()
+            .map(|c| super::read_certificate_with(c, opts))
+            .transpose()
+    }
+
+    /// The `--key` signer paired with `cert`, if a key was given; a key that does not match
+    /// the certificate is refused here, before anything is built or uploaded. A token key
+    /// without `--cert` is paired with the certificate object its URI names (same
+    /// `object`/`id`, `type=cert`).
+    pub fn signer(
+        &self,
+        cert: Option<&Certificate>,
+        opts: &OpenOptions,
+    ) -> anyhow::Result<Option<Arc<CertifiedSigner>>> {
+        let Some(key_arg) = &self.key else {
+            return Ok(None);
+        };
+        let location = KeyLocation::parse(key_arg)?;
+        let cert = match (cert, &location) {
+            (Some(c), _) => c.clone(),
+            (None, KeyLocation::Pkcs11(uri)) => {
+                let mut cert_uri = (**uri).clone();
+                cert_uri.object_type = Some(ObjectType::Cert);
+                signer::open_certificate(&KeyLocation::Pkcs11(Box::new(cert_uri)), opts)
+                    .with_context(|| format!("--key {location} without --cert"))?
+            }
+            (None, KeyLocation::File(_)) => anyhow::bail!("--key needs --cert"),
+        };
+        let key = signer::open_key(&location, opts).with_context(|| format!("--key {location}"))?;
+        let paired = CertifiedSigner::new(key, cert)?;
+        Ok(Some(Arc::new(paired)))
+    }
 }

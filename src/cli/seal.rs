@@ -1,11 +1,9 @@
 //! `bootseal seal --from SRC --to DST --key KEY --cert CERT`: the unsealed image in, the sealed
 //! image out, in one pass.
 
-use super::options::{ComposefsArgArgs, DigestFormatArgs, parse_platform};
-use super::{passphrase, read_input, read_pe};
+use super::options::{ComposefsArgArgs, DigestFormatArgs, SigningArgs, parse_platform};
+use super::read_pe;
 use crate::auth::AuthOptions;
-use crate::authenticode::LocalKeySigner;
-use crate::keys;
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
 use crate::reference::ImageRef;
@@ -23,18 +21,10 @@ pub struct Args {
     /// Where to write the sealed image
     #[arg(long)]
     to: String,
-    /// Secure Boot signing key (RSA, PEM or DER)
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Certificate of the signing key (also checks --uki/--bootloader signatures)
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// File holding the passphrase of an encrypted key
-    #[arg(long)]
-    key_pass_file: Option<PathBuf>,
-    /// Environment variable holding the passphrase of an encrypted key
-    #[arg(long)]
-    key_pass_env: Option<String>,
+    /// Secure Boot key and certificate (files or pkcs11: URIs); --cert also checks
+    /// --uki/--bootloader signatures
+    #[command(flatten)]
+    signing: SigningArgs,
     /// Extra kernel argument (repeatable), after the image's kargs.d arguments
     #[arg(long = "karg", value_name = "ARG")]
     kargs: Vec<String>,
@@ -129,28 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let dst_opts = registry(args.dest_tls_verify, &args.dest_creds);
 
-    let cert = args
-        .cert
-        .as_deref()
-        .map(super::read_certificate)
-        .transpose()?;
-    let signer = match &args.key {
-        Some(p) => {
-            let cert = cert.clone().context("--key needs --cert")?;
-            let pass = passphrase(args.key_pass_file.as_deref(), args.key_pass_env.as_deref())?;
-            let key = keys::load_private_key(&read_input(p, "key")?, pass.as_deref())
-                .with_context(|| p.display().to_string())?;
-            let signer = LocalKeySigner::new(key, cert).with_context(|| {
-                format!(
-                    "{} does not match {}",
-                    p.display(),
-                    args.cert.as_ref().expect("cert").display()
-                )
-            })?;
-            Some(Box::new(signer) as Box<_>)
-        }
-        None => None,
-    };
+    let key_opts = args.signing.open_options()?;
+    let cert = args.signing.certificate(&key_opts)?;
+    let signer = args.signing.signer(cert.as_ref(), &key_opts)?;
     let uki = match &args.uki {
         Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
         None => UkiSource::Build,

@@ -1,8 +1,8 @@
 //! `bootseal sign`: flags for [`crate::authenticode`] signing, detached digest and attach.
 
-use super::{passphrase, read_input, read_input_with_room, write_output};
-use crate::authenticode::{self, LocalKeySigner};
-use crate::keys;
+use super::options::SigningArgs;
+use super::{read_input, read_input_with_room, write_output};
+use crate::authenticode;
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -14,18 +14,8 @@ pub struct Args {
     /// Output file.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// RSA private key (PEM: PKCS#1, PKCS#8 or encrypted PKCS#8; or DER).
-    #[arg(long)]
-    pub key: Option<PathBuf>,
-    /// Signing certificate (PEM or DER).
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// File holding the passphrase of an encrypted key.
-    #[arg(long)]
-    pub key_pass_file: Option<PathBuf>,
-    /// Environment variable holding the passphrase of an encrypted key.
-    #[arg(long)]
-    pub key_pass_env: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
     /// Add a signature to an already signed image instead of refusing it.
     #[arg(long)]
     pub append: bool,
@@ -48,11 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let output = args.output.as_deref().context("missing -o/--output")?;
-    let cert = args
-        .cert
-        .as_deref()
-        .map(super::read_certificate)
-        .transpose()?;
+    let opts = args.signing.open_options()?;
+    let cert = args.signing.certificate(&opts)?;
     let signed = if let Some(p7_path) = &args.attach {
         let p7 = read_input(p7_path, "PKCS#7 signature")?;
         authenticode::attach(&image, &p7, cert.as_ref(), args.append).with_context(|| {
@@ -63,15 +50,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         })?
     } else {
-        let Some(key_path) = &args.key else {
+        let Some(signer) = args.signing.signer(cert.as_ref(), &opts)? else {
             bail!("give --key and --cert, --attach, or --detached-digest");
         };
-        let cert = cert.context("--key needs --cert")?;
-        let pass = passphrase(args.key_pass_file.as_deref(), args.key_pass_env.as_deref())?;
-        let key = keys::load_private_key(&read_input(key_path, "private key")?, pass.as_deref())
-            .with_context(|| format!("private key {}", key_path.display()))?;
-        let signer = LocalKeySigner::new(key, cert)
-            .with_context(|| format!("private key {}", key_path.display()))?;
         authenticode::sign_owned(image, &signer, args.append)
             .with_context(|| format!("cannot sign {}", args.input.display()))?
     };

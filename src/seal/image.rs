@@ -399,6 +399,37 @@ pub fn prepare_image(
     prepare(&source, base, opts)
 }
 
+/// The systemd stub for `platform` taken out of another image, e.g. a buildroot
+/// (`build-uki --stub-from`): only that file is captured while the layers stream past.
+pub fn stub_from_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &crate::source::SourceOptions,
+    platform: &crate::manifest::Platform,
+) -> Result<Vec<u8>, SealError> {
+    let source = crate::source::open(image, source_opts)?;
+    let resolved = crate::source::resolve(source.as_ref(), platform)?;
+    let err = |message: String| SealError::Image {
+        image: resolved.name.clone(),
+        message,
+    };
+    boot_inputs::efi_arch(&platform.architecture).map_err(err)?;
+    let path = boot_inputs::stub_path(&platform.architecture);
+    let capture = crate::tree::CaptureSet::new().with(&path);
+    let opts = DigestOptions {
+        capture: capture.clone(),
+        ..Default::default()
+    };
+    let ingested = digest::ingest(
+        &resolved.name,
+        digest::layer_inputs(&source, &resolved),
+        &opts,
+    )?;
+    ingested
+        .captured(&capture)
+        .read(&path)
+        .map_err(|e| err(format!("no stub at {path}: {e}")))
+}
+
 /// `sha256:0123456789ab` for progress labels.
 fn short(digest: &str) -> String {
     digest.chars().take(19).collect()

@@ -9,15 +9,16 @@ pub mod policy;
 mod write;
 
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
-pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image};
+pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_from_image};
 pub use write::{SealReport, seal};
 
-use crate::authenticode::AuthenticodeSigner;
 use crate::cmdline::{ArgForm, Expected};
 use crate::digest::{ComposefsCompat, DigestError, ErofsVersion};
 use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
+use crate::signer::CertifiedSigner;
 use crate::source::SourceError;
+use std::sync::Arc;
 use x509_cert::Certificate;
 
 /// Where the UKI comes from.
@@ -33,7 +34,8 @@ pub enum UkiSource {
 /// Everything `seal` needs besides the source and destination.
 pub struct SealOptions {
     pub platforms: Vec<Platform>,
-    pub signer: Option<Box<dyn AuthenticodeSigner + Send + Sync>>,
+    /// Signs the UKI and systemd-boot (key file or PKCS#11 token).
+    pub signer: Option<Arc<CertifiedSigner>>,
     /// Verifies supplied signed binaries (`--uki`, `--bootloader`).
     pub cert: Option<Certificate>,
     pub kargs: Vec<String>,

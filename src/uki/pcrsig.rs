@@ -4,15 +4,16 @@
 //!
 //! For each bank and phase path: `pol = SHA256(0³² ‖ TPM_CC_PolicyPCR ‖ TPML_PCR_SELECTION
 //! {1, bank alg, 3, 00 08 00} ‖ SHA256(PCR 11))`, `sig` = RSA PKCS#1 v1.5 over
-//! H_bank(`pol`), `pkfp` = SHA-256 of the PKCS#1 RSAPublicKey DER.
+//! H_bank(`pol`), `pkfp` = SHA-256 of the PKCS#1 RSAPublicKey DER. The signature is made by a
+//! [`Signer`]: a key file or a key on a PKCS#11 token.
 
 use super::UkiError;
 use super::pcr::{self, Bank};
+use crate::signer::{HashAlg, Signer};
 use base64::Engine;
+use rsa::RsaPublicKey;
 use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs1v15::Pkcs1v15Sign;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
 
 /// `TPM_CC_PolicyPCR`.
@@ -20,7 +21,7 @@ const TPM_CC_POLICY_PCR: u32 = 0x0000_017F;
 
 /// Key and choices for signing PCR 11 policies.
 pub struct PcrSigning {
-    pub private_key: RsaPrivateKey,
+    pub signer: Box<dyn Signer>,
     /// PEM public key to embed as `.pcrpkey` verbatim; derived from the private key if None.
     pub public_key_pem: Option<Vec<u8>>,
     /// Banks to sign for (systemd-measure's default: all four).
@@ -31,9 +32,9 @@ pub struct PcrSigning {
 
 impl PcrSigning {
     /// Signing with systemd-measure's defaults for banks and phases.
-    pub fn new(private_key: RsaPrivateKey, public_key_pem: Option<Vec<u8>>) -> Self {
+    pub fn new(signer: Box<dyn Signer>, public_key_pem: Option<Vec<u8>>) -> Self {
         PcrSigning {
-            private_key,
+            signer,
             public_key_pem,
             banks: Bank::ALL.to_vec(),
             phases: pcr::DEFAULT_PHASES.iter().map(|s| s.to_string()).collect(),
@@ -45,8 +46,8 @@ impl PcrSigning {
         match &self.public_key_pem {
             Some(p) => Ok(p.clone()),
             None => self
-                .private_key
-                .to_public_key()
+                .signer
+                .public_key()
                 .to_public_key_pem(LineEnding::LF)
                 .map(String::into_bytes)
                 .map_err(|e| UkiError::PcrSign(e.to_string())),
@@ -58,9 +59,9 @@ impl PcrSigning {
             Some(p) => {
                 crate::keys::load_public_key(p).map_err(|e| UkiError::PcrSign(e.to_string()))?
             }
-            None => self.private_key.to_public_key(),
+            None => self.signer.public_key().clone(),
         };
-        if public != self.private_key.to_public_key() {
+        if &public != self.signer.public_key() {
             return Err(UkiError::PcrSign(
                 "PCR public key does not match the PCR private key".into(),
             ));
@@ -81,15 +82,14 @@ pub fn policy_digest(bank: Bank, pcr_value: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn sign_with_bank(key: &RsaPrivateKey, bank: Bank, msg: &[u8]) -> Result<Vec<u8>, rsa::Error> {
-    let digest = bank.hash(msg);
-    let scheme = match bank {
-        Bank::Sha1 => Pkcs1v15Sign::new::<sha1::Sha1>(),
-        Bank::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
-        Bank::Sha384 => Pkcs1v15Sign::new::<sha2::Sha384>(),
-        Bank::Sha512 => Pkcs1v15Sign::new::<sha2::Sha512>(),
-    };
-    key.sign(scheme, &digest)
+/// The signature hash systemd-measure uses for a bank: the bank's own.
+fn bank_hash(bank: Bank) -> HashAlg {
+    match bank {
+        Bank::Sha1 => HashAlg::Sha1,
+        Bank::Sha256 => HashAlg::Sha256,
+        Bank::Sha384 => HashAlg::Sha384,
+        Bank::Sha512 => HashAlg::Sha512,
+    }
 }
 
 /// The `.pcrsig` JSON text, formatted as Python's `json.dumps` writes it in ukify.
@@ -116,7 +116,9 @@ pub fn pcrsig_json(
         for (pi, phase) in signing.phases.iter().enumerate() {
             let value = pcr::phase_value(*bank, &base, phase);
             let pol = policy_digest(*bank, &value);
-            let sig = sign_with_bank(&signing.private_key, *bank, &pol)
+            let sig = signing
+                .signer
+                .sign(bank_hash(*bank), &pol)
                 .map_err(|e| UkiError::PcrSign(e.to_string()))?;
             if pi > 0 {
                 out.push_str(", ");

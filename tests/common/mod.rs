@@ -6,12 +6,14 @@ pub mod baseline;
 pub mod bootc_image;
 pub mod image_builder;
 pub mod layout_input;
+pub mod pe_verify;
 pub mod realistic;
 pub mod reference;
 pub mod reference_094;
 pub mod reference_check;
 pub mod registry;
 pub mod secureboot;
+pub mod softhsm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
