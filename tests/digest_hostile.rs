@@ -187,6 +187,67 @@ fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 #[test]
 fn chain_at_the_limit_matches_composefs_oci() {
     let dir = scratch();
+    let built = image_at_the_limit(dir.path());
+    let bottom = chain(MAX_DEPTH - 1);
+    for version in [1, 2] {
+        let opts = DigestOptions {
+            erofs_version: version.to_string().parse().unwrap(),
+            keep_dumpfile: version == 1,
+            ..Default::default()
+        };
+        // Ours runs on this test thread (2 MiB): the deep part runs on its own stack.
+        let ours = our_digest(&built, &opts).unwrap();
+        if let Some(dump) = &ours.dumpfile {
+            assert!(
+                dump.contains(&format!("/{bottom}/file ")),
+                "deepest file in the tree"
+            );
+            assert!(dump.contains("deep_t"), "labelled from the image's policy");
+        }
+        let reference = on_big_stack(|| try_reference_digest(&built, version)).unwrap();
+        assert_eq!(ours.digest_hex, reference, "EROFS V{version}");
+    }
+}
+
+/// The finding behind the limit, kept true by a test: composefs-oci 0.9.0's own pipeline run on
+/// a 2 MiB thread (a test thread, a tokio worker) overflows its stack on the chain at the
+/// limit. Runs in a child process, since a stack overflow aborts the whole process.
+#[test]
+fn composefs_oci_overflows_a_2mib_stack_at_the_limit() {
+    const CHILD: &str = "BOOTSEAL_TEST_REFERENCE_ON_2MIB";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let image = BuiltImage::load(Path::new(&dir), "limit");
+        let digest = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || try_reference_digest(&image, 1))
+            .unwrap()
+            .join()
+            .unwrap();
+        println!("reference digest {digest:?}");
+        return;
+    }
+    let dir = scratch();
+    image_at_the_limit(dir.path());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "composefs_oci_overflows_a_2mib_stack_at_the_limit",
+        ])
+        .args(["--nocapture", "--test-threads=1"])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "composefs-oci no longer overflows: {stderr}"
+    );
+    assert!(stderr.contains("has overflowed its stack"), "{stderr}");
+}
+
+/// A base, an SELinux policy labelling `/d…` as `deep_t`, and a chain of directories `d/d/…`
+/// down to the limit with a file, a symlink and a hardlink at the bottom.
+fn image_at_the_limit(dir: &Path) -> BuiltImage {
     let policy = vec![
         E::dir("etc/selinux"),
         E::file("etc/selinux/config", "SELINUX=enforcing\nSELINUXTYPE=t\n"),
@@ -214,27 +275,9 @@ fn chain_at_the_limit_matches_composefs_oci() {
         t.add(E::hardlink(&format!("{bottom}/hard"), "usr/bin/sh"));
         t.finish()
     };
-    let built = image
+    image
         .layer(chain_layer, Compression::Zstd)
-        .write(dir.path(), "limit");
-    for version in [1, 2] {
-        let opts = DigestOptions {
-            erofs_version: version.to_string().parse().unwrap(),
-            keep_dumpfile: version == 1,
-            ..Default::default()
-        };
-        // Ours runs on this test thread (2 MiB): the deep part runs on its own stack.
-        let ours = our_digest(&built, &opts).unwrap();
-        if let Some(dump) = &ours.dumpfile {
-            assert!(
-                dump.contains(&format!("/{bottom}/file ")),
-                "deepest file in the tree"
-            );
-            assert!(dump.contains("deep_t"), "labelled from the image's policy");
-        }
-        let reference = on_big_stack(|| try_reference_digest(&built, version)).unwrap();
-        assert_eq!(ours.digest_hex, reference, "EROFS V{version}");
-    }
+        .write(dir, "limit")
 }
 
 #[test]
