@@ -63,12 +63,27 @@ pub struct ComposefsArg {
 pub enum CmdlineError {
     #[error("command line has no composefs= argument")]
     Missing,
-    #[error("command line has {} composefs tokens ({}); a sealed command line has exactly one", .0.len(), .0.join(" "))]
+    #[error("command line has {} composefs tokens ({}); a sealed command line has exactly one", .0.len(), printable(&.0.join(" ")))]
     Repeated(Vec<String>),
     #[error("composefs-boot cannot parse the composefs argument: {0}")]
     Unparsable(String),
     #[error("composefs argument {0} names no SHA-512 digest composefs-boot would mount")]
     WrongAlgorithm(String),
+}
+
+/// A token from a hostile command line as it may appear in a one-line message: control
+/// characters (newlines, NULs, escapes that a UKI's `.cmdline` may carry) escaped, the rest as
+/// is. Found by the `cmdline` fuzz target.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// True for a token whose key belongs to the composefs initramfs: `composefs`, or anything in
@@ -100,8 +115,8 @@ pub fn read_composefs(cmdline: &str) -> Result<ComposefsArg, CmdlineError> {
     }
     let token = tokens.into_iter().next().expect("one token");
     let parsed = ComposefsCmdline::<Sha512HashValue>::from_cmdline(cmdline)
-        .map_err(|e| CmdlineError::Unparsable(format!("{e:#}")))?
-        .ok_or_else(|| CmdlineError::WrongAlgorithm(token.clone()))?;
+        .map_err(|e| CmdlineError::Unparsable(printable(&format!("{e:#}"))))?
+        .ok_or_else(|| CmdlineError::WrongAlgorithm(printable(&token)))?;
     let declared_erofs_version = match &parsed {
         ComposefsCmdline::V1 { .. } => Some(1),
         ComposefsCmdline::V2 { .. } if token.starts_with("composefs.digest=") => Some(2),
@@ -132,7 +147,9 @@ pub fn check_sealed(cmdline: &str, expected: Expected<'_>) -> Result<ComposefsAr
     if arg.digest_hex != expected.digest_hex {
         return Err(format!(
             "{} names digest {}, the layers give {}",
-            arg.token, arg.digest_hex, expected.digest_hex
+            printable(&arg.token),
+            arg.digest_hex,
+            expected.digest_hex
         ));
     }
     if let Some(v) = arg.declared_erofs_version
@@ -140,14 +157,14 @@ pub fn check_sealed(cmdline: &str, expected: Expected<'_>) -> Result<ComposefsAr
     {
         return Err(format!(
             "{} declares EROFS v{v}, but the digest was checked as EROFS v{} (--erofs-version)",
-            arg.token,
+            printable(&arg.token),
             expected.erofs_version.number()
         ));
     }
     if arg.insecure && !expected.allow_missing_verity {
         return Err(format!(
             "{} is the insecure form (fs-verity optional at boot); pass --allow-missing-verity to accept it",
-            arg.token
+            printable(&arg.token)
         ));
     }
     Ok(arg)
@@ -239,8 +256,8 @@ pub fn from_kargs_d(files: &[(String, Vec<u8>)], oci_arch: &str) -> Result<Vec<S
     for (name, bytes) in sorted {
         let source = format!("/usr/lib/bootc/kargs.d/{name}");
         let text = std::str::from_utf8(bytes).map_err(|_| format!("{source}: not UTF-8"))?;
-        let parsed: KargsFile =
-            toml::from_str(text).map_err(|e| format!("{source}: {}", e.message()))?;
+        let parsed: KargsFile = toml::from_str(text)
+            .map_err(|e| format!("{source}: {}", e.message().replace('\n', "; ")))?;
         if let Some(archs) = &parsed.match_architectures
             && !archs.iter().any(|a| a == arch)
         {
@@ -280,7 +297,10 @@ pub fn sealed_cmdline(
     let line = parts.join(" ");
     let arg = check_sealed(&line, expected)?;
     if arg.insecure != expected.allow_missing_verity {
-        return Err(format!("{}: insecure flag does not read back", arg.token));
+        return Err(format!(
+            "{}: insecure flag does not read back",
+            printable(&arg.token)
+        ));
     }
     Ok(line)
 }

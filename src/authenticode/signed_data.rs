@@ -133,12 +133,17 @@ fn der_len(b: &[u8]) -> Option<usize> {
     if first < 0x80 {
         return Some(2 + first as usize);
     }
+    // A length of more than eight bytes cannot describe anything in memory; checked
+    // arithmetic because the bytes come from the file (the `pe_uki` fuzz target overflowed it).
     let n = (first & 0x7f) as usize;
+    if n > std::mem::size_of::<usize>() {
+        return None;
+    }
     let mut len = 0usize;
     for i in 0..n {
-        len = (len << 8) | *b.get(2 + i)? as usize;
+        len = len.checked_mul(256)? | *b.get(2 + i)? as usize;
     }
-    Some(2 + n + len)
+    (2 + n).checked_add(len)
 }
 
 /// The DER ContentInfo bytes of a PKCS#7 given as DER (possibly zero-padded) or PEM,

@@ -19,6 +19,7 @@ use composefs_boot::BootOps;
 
 use super::{ComposefsCompat, DigestOptions, ErofsVersion, Timings};
 use crate::tree::capture::Stash;
+use crate::tree::path::shorten_for_message;
 use crate::tree::{CapturedFiles, ObjectId, TreeBuilder};
 
 pub(crate) struct Finished {
@@ -30,7 +31,35 @@ pub(crate) struct Finished {
     pub dumpfile: Option<String>,
 }
 
-pub(crate) fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
+/// Stack for [`finish`]. composefs-rs walks the tree recursively (OCI and boot transforms,
+/// SELinux labelling, the EROFS writer's collection pass, the dumpfile writer, and freeing the
+/// tree), one frame or more per directory level; the tree is at most
+/// [`crate::tree::path::MAX_DEPTH`] deep. At that depth the test build was measured to
+/// overflow 4 MiB and to pass with 6 MiB (composefs-oci's own pipeline overflows the 2 MiB of a
+/// test or tokio thread there too), so 64 MiB leaves a tenfold margin whatever thread the
+/// caller is on (`tests/digest_hostile.rs` runs it from a 2 MiB test thread). Only the pages
+/// actually touched are committed.
+const FINISH_STACK: usize = 64 << 20;
+
+/// Runs [`finish`] on a thread of its own with [`FINISH_STACK`], so the depth it can handle
+/// does not depend on the caller's thread (test threads and tokio workers have 2 MiB).
+pub(crate) fn finish_on_own_stack(
+    tree: TreeBuilder,
+    opts: &DigestOptions,
+) -> Result<Finished, String> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("bootseal-digest".to_string())
+            .stack_size(FINISH_STACK)
+            .spawn_scoped(scope, move || finish(tree, opts))
+            .map_err(|e| format!("starting the digest thread: {e}"))?;
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
     let start = Instant::now();
     let TreeBuilder { mut fs, stash } = tree;
     let captured = CapturedFiles::collect(&fs, &opts.capture, &stash);
@@ -57,6 +86,7 @@ pub(crate) fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished
     if opts.compat == ComposefsCompat::V0_9_4 {
         copy_usr_nanoseconds(&mut fs)?;
     }
+    check_xattr_sizes(&fs)?;
     let transforms = start.elapsed();
 
     let erofs_start = Instant::now();
@@ -159,6 +189,63 @@ fn boot_transform(fs: &mut FileSystem<ObjectId>, stash: &Stash) -> Result<(), St
         }
         msg
     })?;
+    Ok(())
+}
+
+/// Longest extended attribute name and value the EROFS writer can record: it stores the name's
+/// length in a byte and the value's in 16 bits (composefs `erofs::writer::XAttr::write`) and
+/// would silently truncate them. Linux's own limits (XATTR_NAME_MAX 255, XATTR_SIZE_MAX 65536)
+/// mean no real file carries more.
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_VALUE_MAX: usize = u16::MAX as usize;
+
+/// Refuses xattrs the EROFS image cannot hold. Checked after the transforms because only
+/// what survives them (`security.capability` from the layers, `security.selinux` from the
+/// image's policy) is written; an oversized `user.*` attribute that is stripped is harmless.
+fn check_xattr_sizes(fs: &FileSystem<ObjectId>) -> Result<(), String> {
+    let problem = |stat: &composefs::tree::Stat| -> Option<String> {
+        stat.xattrs.iter().find_map(|(name, value)| {
+            let shown = name.to_string_lossy();
+            if name.len() > XATTR_NAME_MAX {
+                Some(format!(
+                    "extended attribute name {:.64}… is {} bytes, more than the limit of \
+                     {XATTR_NAME_MAX}",
+                    shown,
+                    name.len()
+                ))
+            } else if value.len() > XATTR_VALUE_MAX {
+                Some(format!(
+                    "extended attribute {shown} is {} bytes, more than the limit of \
+                     {XATTR_VALUE_MAX} an EROFS image can hold",
+                    value.len()
+                ))
+            } else {
+                None
+            }
+        })
+    };
+    // An explicit stack instead of recursion, like every walk over a layer-shaped tree here;
+    // paths are only spelled out for the message.
+    let mut pending: Vec<(&Directory<ObjectId>, String)> = vec![(&fs.root, String::new())];
+    while let Some((dir, path)) = pending.pop() {
+        if let Some(p) = problem(&dir.stat) {
+            let shown = if path.is_empty() { "/" } else { &path };
+            return Err(format!("{}: {p}", shorten_for_message(shown.to_string())));
+        }
+        for (name, inode) in dir.sorted_entries() {
+            match inode {
+                Inode::Directory(sub) => {
+                    pending.push((sub, format!("{path}/{}", name.to_string_lossy())))
+                }
+                Inode::Leaf(id, _) => {
+                    if let Some(p) = problem(&fs.leaf(*id).stat) {
+                        let shown = format!("{path}/{}", name.to_string_lossy());
+                        return Err(format!("{}: {p}", shorten_for_message(shown)));
+                    }
+                }
+            }
+        }
+    }
     Ok(())
 }
 

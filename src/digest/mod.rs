@@ -320,8 +320,14 @@ impl Ingested {
 
     /// Transforms the tree as bootc does and computes the digest.
     pub fn finish(self, opts: &DigestOptions) -> Result<DigestReport, DigestError> {
-        let built = self.built;
-        let finished = finish::finish(built.tree, opts)
+        let pipeline::BuiltTree {
+            tree,
+            compressed_bytes,
+            uncompressed_bytes,
+            external_files,
+            external_bytes,
+        } = self.built;
+        let finished = finish::finish_on_own_stack(tree, opts)
             .map_err(|message| DigestError::image(&self.image, message))?;
         let mut timings = finished.timings;
         timings.layers = self.layers_time;
@@ -331,10 +337,10 @@ impl Ingested {
             digest_hex: finished.digest_hex,
             erofs_version: opts.erofs_version,
             layer_count: self.layer_count,
-            compressed_bytes: built.compressed_bytes,
-            uncompressed_bytes: built.uncompressed_bytes,
-            external_files: built.external_files,
-            external_bytes: built.external_bytes,
+            compressed_bytes,
+            uncompressed_bytes,
+            external_files,
+            external_bytes,
             timings,
             warnings: finished.warnings,
             captured: finished.captured,

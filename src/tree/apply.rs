@@ -7,12 +7,13 @@
 
 use std::path::{Component, Path};
 
-use composefs::generic_tree::ImageError;
+use composefs::generic_tree::{ImageError, LeafContent};
 use composefs::tree::{FileSystem, Stat};
 use composefs_oci::tar::{TarEntry, TarItem};
 
 use super::capture::Stash;
 use super::parse::ParsedLayer;
+use super::path::{check_limits, shorten_for_message};
 use super::{EntryError, ObjectId};
 
 /// The tree under construction plus the stashed contents of captured files.
@@ -49,6 +50,9 @@ impl TreeBuilder {
 
     fn apply_entry(&mut self, entry: TarEntry<ObjectId>) -> Result<(), EntryError> {
         let shown = display_path(&entry.path);
+        // The parser checked this already; checked again because a `ParsedLayer` may come from
+        // elsewhere and the tree's depth is what keeps the recursive walks off the stack's end.
+        check_limits(&entry.path).map_err(|e| EntryError::at(shown.clone(), e))?;
         if entry.path.file_name().is_some() {
             let parent = entry.path.parent().unwrap_or(Path::new("/"));
             match self.fs.root.get_directory_opt(parent.as_os_str()) {
@@ -70,6 +74,18 @@ impl TreeBuilder {
                 .split(target.as_os_str())
                 .and_then(|(dir, name)| dir.leaf_id(name));
             match found {
+                // composefs-rs's EROFS writer requires an overlay whiteout (character device
+                // 0:0) to have one link (`validate_filesystem`; a debug assertion otherwise).
+                Ok(id) if matches!(self.fs.leaf(id).content, LeafContent::CharacterDevice(0)) => {
+                    return Err(EntryError::at(
+                        shown,
+                        format!(
+                            "hardlink target {} is a character device 0:0 (an overlay \
+                             whiteout), which composefs cannot hardlink",
+                            display_path(target_path)
+                        ),
+                    ));
+                }
                 Ok(_) => {}
                 Err(ImageError::IsADirectory(_)) => {
                     return Err(EntryError::at(
@@ -108,7 +124,8 @@ fn describe(e: ImageError) -> String {
     }
 }
 
-/// A tree path as users expect to read it: `/usr/bin`, `/` for the root.
+/// A tree path as users expect to read it in a message: `/usr/bin`, `/` for the root, a very
+/// long one shortened.
 pub fn display_path(path: &Path) -> String {
     let mut s = String::new();
     for c in path.components() {
@@ -117,5 +134,9 @@ pub fn display_path(path: &Path) -> String {
             s.push_str(&n.to_string_lossy());
         }
     }
-    if s.is_empty() { "/".to_string() } else { s }
+    if s.is_empty() {
+        "/".to_string()
+    } else {
+        shorten_for_message(s)
+    }
 }

@@ -34,10 +34,11 @@ impl EntryError {
         }
     }
 
-    /// An error about one tar path.
+    /// An error about one tar path (a very long one shortened, see
+    /// [`path::shorten_for_message`]).
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: Some(path.into()),
+            path: Some(path::shorten_for_message(path.into())),
             message: message.into(),
         }
     }
@@ -47,7 +48,7 @@ impl EntryError {
         if self.path.is_none()
             && let Some(p) = last
         {
-            self.path = Some(format!("after {p}"));
+            self.path = Some(path::shorten_for_message(format!("after {p}")));
         }
         self
     }

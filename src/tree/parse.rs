@@ -19,7 +19,7 @@ use tar_core::EntryType;
 use tar_core::parse::{ParseEvent, Parser};
 
 use super::capture::{Blob, BlobWriter, CaptureSet};
-use super::path::{pax_mtime_nsec, tree_path};
+use super::path::{check_limits, pax_mtime_nsec, tree_path};
 use super::{EntryError, ObjectId};
 
 /// Largest regular file stored inline in the tree (composefs `INLINE_CONTENT_MAX_V0`).
@@ -306,6 +306,9 @@ fn read_entry(
     out: &mut ParsedLayer,
 ) -> Result<TarEntry<ObjectId>, String> {
     let path = tree_path(&header.raw_path)?;
+    // Before anything else looks at the path: the layer stops here, not after parsing the
+    // rest of a deep chain (whose size grows with the square of its depth).
+    check_limits(&path)?;
     let size = header.size;
     let truncated = || "tar stream ends inside this entry's content (truncated layer?)".to_string();
 

@@ -5,8 +5,73 @@
 //! reference tests in `tests/` keep them honest.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Deepest directory level a tree path may have (components below the root).
+///
+/// Linux's PATH_MAX is 4096 bytes including the terminating NUL, and every level costs at least
+/// two bytes (`/` and a one-byte name), so a file 2048 levels deep has no absolute path any
+/// program can open: no installable image reaches this limit. It exists because the tree and
+/// composefs-rs walk directories recursively (and free them recursively); a layer nesting
+/// directories tens of thousands deep would otherwise overflow the stack.
+pub const MAX_DEPTH: usize = 2048;
+
+/// Longest file name, Linux's NAME_MAX (and EROFS's `EROFS_NAME_LEN`): no Linux file system
+/// stores a longer one, and composefs-rs' EROFS writer asserts on names over 4084 bytes.
+pub const NAME_MAX: usize = 255;
+
+/// Refuses tree paths deeper than [`MAX_DEPTH`] or with a name longer than [`NAME_MAX`]
+/// (for a whiteout `.wh.NAME`, the name it removes).
+pub fn check_limits(path: &Path) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut last: Option<&[u8]> = None;
+    for c in path.components() {
+        if let Component::Normal(name) = c {
+            depth += 1;
+            if let Some(prev) = last.replace(name.as_bytes()) {
+                check_name(prev)?;
+            }
+        }
+    }
+    if let Some(name) = last {
+        check_name(name.strip_prefix(b".wh.").unwrap_or(name))?;
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "path is {depth} directory levels deep, more than the limit of {MAX_DEPTH} \
+             (deeper than any path Linux can open: PATH_MAX is 4096 bytes)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &[u8]) -> Result<(), String> {
+    if name.len() > NAME_MAX {
+        return Err(format!(
+            "a file name in the path is {} bytes long, more than the limit of {NAME_MAX} \
+             (Linux NAME_MAX)",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A path for an error message: paths of hostile layers can be a megabyte long, so long ones
+/// keep their start and end around an elision that says how much was left out.
+pub fn shorten_for_message(path: String) -> String {
+    const KEEP: usize = 96;
+    let chars = path.chars().count();
+    if chars <= 3 * KEEP {
+        return path;
+    }
+    let head: String = path.chars().take(KEEP).collect();
+    let tail: String = path.chars().skip(chars - KEEP).collect();
+    format!(
+        "{head}…[{} more bytes]…{tail}",
+        path.len() - head.len() - tail.len()
+    )
+}
 
 /// Turns a tar path into the absolute tree path composefs-oci uses.
 ///
@@ -81,6 +146,32 @@ mod tests {
         assert!(tree_path(b"..").is_err());
         assert!(tree_path(b"a/..").is_err());
         assert_eq!(p("a/..b"), "/a/..b");
+    }
+
+    #[test]
+    fn depth_and_name_limits() {
+        let deep = |n: usize| PathBuf::from("/a".repeat(n));
+        assert!(check_limits(&deep(MAX_DEPTH)).is_ok());
+        let e = check_limits(&deep(MAX_DEPTH + 1)).unwrap_err();
+        assert!(e.starts_with("path is 2049 directory levels deep, more than the limit of 2048"));
+        // `.` components do not count (the tree ignores them too).
+        assert!(check_limits(&PathBuf::from(format!("{}/.", "/a".repeat(MAX_DEPTH)))).is_ok());
+        let long = "n".repeat(NAME_MAX + 1);
+        assert!(check_limits(&PathBuf::from(format!("/usr/{long}"))).is_err());
+        assert!(check_limits(&PathBuf::from(format!("/{long}/x"))).is_err());
+        // A whiteout of a name at the limit is itself longer, and fine.
+        let at_limit = "n".repeat(NAME_MAX);
+        assert!(check_limits(&PathBuf::from(format!("/usr/.wh.{at_limit}"))).is_ok());
+        assert!(check_limits(&PathBuf::from(format!("/usr/.wh.{long}"))).is_err());
+    }
+
+    #[test]
+    fn long_paths_are_shortened_in_messages() {
+        assert_eq!(shorten_for_message("usr/bin".into()), "usr/bin");
+        let long = "a/".repeat(50_000);
+        let short = shorten_for_message(long.clone());
+        assert!(short.len() < 300, "{short}");
+        assert!(short.contains(&format!("…[{} more bytes]…", long.len() - 192)));
     }
 
     fn pax(records: &[(&str, &str)]) -> Vec<u8> {

@@ -294,6 +294,72 @@ impl Compression {
     }
 }
 
+/// A compressor writing into a borrowed sink, finished explicitly.
+pub enum Encoder<'w> {
+    None(&'w mut dyn Write),
+    Gzip(flate2::write::GzEncoder<&'w mut dyn Write>),
+    Zstd(zstd::Encoder<'static, &'w mut dyn Write>),
+}
+
+impl Write for Encoder<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::None(w) => w.write(buf),
+            Encoder::Gzip(w) => w.write(buf),
+            Encoder::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(w) => w.flush(),
+            Encoder::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl Encoder<'_> {
+    pub fn finish(self) -> io::Result<()> {
+        match self {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(w) => w.finish().map(drop),
+            Encoder::Zstd(w) => w.finish().map(drop),
+        }
+    }
+}
+
+impl Compression {
+    /// A streaming compressor (single member/frame) for `None`, `Gzip` and `Zstd`.
+    pub fn encoder<'w>(self, out: &'w mut dyn Write) -> io::Result<Encoder<'w>> {
+        Ok(match self {
+            Compression::None => Encoder::None(out),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(out, 1)?),
+            other => panic!("no streaming encoder for {other:?}"),
+        })
+    }
+}
+
+/// Hashes what passes through to `inner` (the uncompressed tar, for its diff_id).
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A layer of an image to be written.
 pub struct LayerSpec {
     pub tar: Vec<u8>,
@@ -478,6 +544,44 @@ impl OciImage {
             });
         }
         self.write_metadata(dir, tag, built)
+    }
+
+    /// Writes one layer whose tar bytes `produce` streams (for layers too large to hold in
+    /// memory), returning it for [`Self::write_metadata`].
+    pub fn write_streamed_layer(
+        dir: &Path,
+        compression: Compression,
+        produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> BuiltLayer {
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let tmp = dir.join("blobs/sha256/.incoming-stream");
+        let mut blob = HashingFile {
+            file: io::BufWriter::new(fs::File::create(&tmp).unwrap()),
+            hash: Sha256::new(),
+            size: 0,
+        };
+        let diff_id = {
+            let mut tar = HashingWriter {
+                inner: compression.encoder(&mut blob).unwrap(),
+                hash: Sha256::new(),
+            };
+            produce(&mut tar).unwrap();
+            let HashingWriter { inner, hash } = tar;
+            inner.finish().unwrap();
+            hex::encode(hash.finalize())
+        };
+        blob.flush().unwrap();
+        let hex = hex::encode(blob.hash.finalize());
+        let path = dir.join("blobs/sha256").join(&hex);
+        fs::rename(&tmp, &path).unwrap();
+        BuiltLayer {
+            digest: format!("sha256:{hex}"),
+            media_type: compression.oci_media_type().to_string(),
+            diff_id: format!("sha256:{diff_id}"),
+            size: blob.size,
+            path,
+        }
     }
 
     /// Writes config, manifest and index for layers already stored as blobs.

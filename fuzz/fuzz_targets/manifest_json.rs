@@ -1,0 +1,8 @@
+//! libFuzzer target `manifest_json`: see `entry_points::manifest_json`.
+#![no_main]
+
+#[allow(dead_code)] // each target uses one entry point
+#[path = "../entry_points.rs"]
+mod entry_points;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| entry_points::manifest_json(data));
