@@ -59,6 +59,7 @@ check_prerequisites() {
   need_cmd openssl openssl
   need_cmd cpio cpio
   need_cmd gzip gzip
+  need_cmd zstd zstd
   if [ "$BOOT" = 1 ]; then
     need_cmd qemu-system-x86_64 qemu-system-x86
     need_cmd mkfs.vfat dosfstools
@@ -248,7 +249,7 @@ if [ "$BOOT" = 1 ]; then
   rm -rf "$work/sealed-dir" "$work/sealed-top"; mkdir -p "$work/sealed-top"
   skopeo copy -q --src-tls-verify=false "docker://$R/demo/os:sealed" "dir:$work/sealed-dir"
   for blob in "$work/sealed-dir"/*; do   # the new layer is the one holding these paths
-    tar -xzf "$blob" -C "$work/sealed-top" usr/lib/bootc/install/secureboot-keys \
+    tar -xf "$blob" -C "$work/sealed-top" usr/lib/bootc/install/secureboot-keys \
       usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed 2>/dev/null || true
   done
   keys="$work/sealed-top/usr/lib/bootc/install/secureboot-keys/auto"

@@ -11,7 +11,7 @@ use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::verify::{ContentDigest, CountingReader, DigestMismatch, VerifyingReader};
+use crate::content_digest::{ContentDigest, CountingReader, DigestMismatch, VerifyingReader};
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

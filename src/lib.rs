@@ -1,12 +1,15 @@
 //! bootseal: turn an unsealed bootc container image into a sealed one, working on registry blobs.
 //!
-//! Modules follow the pipeline left to right: image reference -> source -> layer stream -> tree
-//! -> digest -> UKI -> signature -> new layer -> sink; `seal` strings them together, `sync` runs
-//! it over a repository's tags, and `cli` only parses flags.
+//! Modules follow the pipeline left to right: image reference -> source (through `registry`,
+//! checked by `content_digest`) -> layer stream -> tree -> digest -> command line (`cmdline`) ->
+//! UKI (`uki`, `pe`) -> signature (`authenticode`, `signer`; `efi_keys` for Secure Boot
+//! enrollment payloads) -> new layer -> `mutate` -> sink; `seal` strings them together, `sync`
+//! runs it over a repository's tags, and `cli` only parses flags.
 
 pub mod authenticode;
 pub mod cli;
 pub mod cmdline;
+pub mod content_digest;
 pub mod digest;
 pub mod efi_keys;
 pub mod layer_stream;
@@ -24,7 +27,6 @@ pub mod source;
 pub mod sync;
 pub mod tree;
 pub mod uki;
-pub mod verify;
 
 /// Key and certificate files; kept at the crate root for existing callers.
 pub use signer::keys;

@@ -71,7 +71,7 @@ fn layout_with_blob(
 }
 
 fn sha256(data: &[u8]) -> String {
-    bootseal::verify::ContentDigest::sha256_of(data).to_string()
+    bootseal::content_digest::ContentDigest::sha256_of(data).to_string()
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn extract(image: &BuiltImage, dir: &Path, member: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     run_ok(
         Command::new("tar")
-            .arg("-xzf")
+            .arg("-xf") // GNU tar detects gzip or zstd itself
             .arg(&image.layers.last().unwrap().path)
             .arg("-C")
             .arg(dir)

@@ -57,7 +57,18 @@ struct Sealed {
 fn read_sealed(dir: &Path, tag: &str) -> Sealed {
     let image = BuiltImage::load(dir, tag);
     let top = blob(dir, &image.layers.last().unwrap().digest);
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&top[..]));
+    // The new layer's compression follows the media type (zstd by default for OCI images).
+    let media_type = &image.layers.last().unwrap().media_type;
+    let tar_bytes = if media_type.ends_with("+zstd") {
+        zstd::decode_all(&top[..]).unwrap()
+    } else if media_type.ends_with("+gzip") {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&top[..]), &mut v).unwrap();
+        v
+    } else {
+        top.clone()
+    };
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
     let layer_mtimes = archive
         .entries()
         .unwrap()
@@ -174,7 +185,7 @@ fn registry_source_records_base_name_and_digest() {
     let reg = Registry::start(Variant::Plain);
     reg.push_layout(&built.image.oci_ref(), "demo/os:base");
     let raw = reg.raw_manifest("demo/os:base").unwrap();
-    let pushed = bootseal::verify::ContentDigest::sha256_of(&raw).to_string();
+    let pushed = bootseal::content_digest::ContentDigest::sha256_of(&raw).to_string();
     let keys = keypair(tmp.path(), "db", 2048);
     let out = tmp.path().join("out");
     let mut c = seal_cmd(

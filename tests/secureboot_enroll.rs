@@ -40,12 +40,12 @@ fn extract_top_layer(image: &BuiltImage, dir: &Path) -> Vec<String> {
     let top = image.layers.last().unwrap();
     run_ok(
         Command::new("tar")
-            .arg("-xzf")
+            .arg("-xf") // GNU tar detects gzip or zstd itself
             .arg(&top.path)
             .arg("-C")
             .arg(dir),
     );
-    stdout_of(Command::new("tar").arg("-tzf").arg(&top.path))
+    stdout_of(Command::new("tar").arg("-tf").arg(&top.path))
         .lines()
         .map(str::to_owned)
         .collect()

@@ -42,7 +42,7 @@ fn layout_ref(section: &str, name: &str) -> String {
 }
 
 fn sha256_file(p: &Path) -> String {
-    bootseal::verify::ContentDigest::sha256_of(&std::fs::read(p).unwrap()).to_string()
+    bootseal::content_digest::ContentDigest::sha256_of(&std::fs::read(p).unwrap()).to_string()
 }
 
 #[test]

@@ -18,8 +18,8 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::content_digest::ContentDigest;
 use crate::tree::{CaptureSet, CapturedFiles};
-use crate::verify::ContentDigest;
 
 /// EROFS image format the digest is computed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

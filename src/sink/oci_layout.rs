@@ -3,10 +3,10 @@
 //! digest checks out; `index.json` is replaced atomically, last.
 
 use super::{Sink, SinkError, referenced_blobs};
+use crate::content_digest::{ContentDigest, VerifyingReader};
 use crate::manifest::{Descriptor, Document, OCI_INDEX};
 use crate::source::ImageSource;
 use crate::source::oci_layout::REF_NAME;
-use crate::verify::{ContentDigest, VerifyingReader};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -12,9 +12,9 @@ pub use oci_layout::OciLayoutSource;
 pub use registry::RegistrySource;
 pub use registry_tags::list_tags;
 
+use crate::content_digest::ContentDigest;
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;
-use crate::verify::ContentDigest;
 use serde_json::Value;
 use std::io::Read;
 use std::sync::Arc;
@@ -201,7 +201,7 @@ pub(crate) fn verified(
     desc: &Descriptor,
 ) -> Result<Box<dyn Read + Send>, String> {
     let expected = ContentDigest::parse(&desc.digest)?;
-    Ok(Box::new(crate::verify::VerifyingReader::new(
+    Ok(Box::new(crate::content_digest::VerifyingReader::new(
         reader.take(desc.size.saturating_add(1)),
         expected,
         "blob",

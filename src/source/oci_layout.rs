@@ -3,8 +3,8 @@
 //! `blobs/<alg>/<hex>`.
 
 use super::{ImageSource, SourceError};
+use crate::content_digest::ContentDigest;
 use crate::manifest::{Descriptor, Document, DocumentKind};
-use crate::verify::ContentDigest;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};

@@ -8,8 +8,8 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
+use bootseal::content_digest::{ContentDigest, VerifyingReader};
 use bootseal::digest::LayerInput;
-use bootseal::verify::{ContentDigest, VerifyingReader};
 
 fn blob_path(dir: &Path, digest: &str) -> std::path::PathBuf {
     let (alg, hex) = digest.split_once(':').unwrap();

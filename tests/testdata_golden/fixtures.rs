@@ -141,7 +141,7 @@ fn layout_with_blob(dir: &Path, blob: &[u8], media_type: &str, diff_id: &str) ->
 }
 
 fn sha256(data: &[u8]) -> String {
-    bootseal::verify::ContentDigest::sha256_of(data).to_string()
+    bootseal::content_digest::ContentDigest::sha256_of(data).to_string()
 }
 
 /// Writes every malformed layout under `dir/NAME`.
