@@ -4,10 +4,9 @@
 //! checked by `content_digest`) -> layer stream -> tree -> digest -> command line (`cmdline`) ->
 //! UKI (`uki`, `pe`) -> signature (`authenticode`, `signer`; `efi_keys` for Secure Boot
 //! enrollment payloads) -> new layer -> `mutate` -> sink; `seal` strings them together, `sync`
-//! runs it over a repository's tags, and `cli` only parses flags.
+//! runs it over a repository's tags; the binary's `cli` only parses flags.
 
 pub mod authenticode;
-pub mod cli;
 pub mod cmdline;
 pub mod content_digest;
 pub mod digest;

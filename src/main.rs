@@ -1,3 +1,7 @@
+//! The `bootseal` command: flag parsing only (`cli`); every subcommand calls into the library.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    bootseal::cli::main()
+    cli::main()
 }

@@ -1,8 +1,8 @@
-//! `bootseal build-uki`: flags for [`crate::uki::build`] and [`crate::uki::measure`].
+//! `bootseal build-uki`: flags for [`bootseal::uki::build`] and [`bootseal::uki::measure`].
 
 use super::{passphrase, read_input, write_output};
-use crate::uki::{self, Bank, PcrSigning, UkiInputs, pcr};
 use anyhow::{Context, bail};
+use bootseal::uki::{self, Bank, PcrSigning, UkiInputs, pcr};
 use std::path::PathBuf;
 
 /// Assemble a UKI like `ukify build`.
@@ -136,15 +136,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.pcr_key_pass_file.as_deref(),
                 args.pcr_key_pass_env.as_deref(),
             )?;
-            let location = crate::signer::KeyLocation::parse(path)?;
-            let opts = crate::signer::OpenOptions {
+            let location = bootseal::signer::KeyLocation::parse(path)?;
+            let opts = bootseal::signer::OpenOptions {
                 passphrase: pass,
-                pkcs11: crate::signer::Pkcs11Options {
+                pkcs11: bootseal::signer::Pkcs11Options {
                     module: args.pkcs11_module.clone(),
                     ..Default::default()
                 },
             };
-            let key = crate::signer::open_key(&location, &opts)
+            let key = bootseal::signer::open_key(&location, &opts)
                 .with_context(|| format!("--pcr-private-key {location}"))?;
             let public = args
                 .pcr_public_key
@@ -188,12 +188,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The low-level tool writes what it is given; once written, say when that is not a sound
     // sealed command line.
     if let Some(line) = cmdline.as_deref().map(String::from_utf8_lossy) {
-        match crate::cmdline::read_composefs(&line) {
+        match bootseal::cmdline::read_composefs(&line) {
             Ok(arg) if arg.insecure => eprintln!(
                 "bootseal: warning: --cmdline: {} is the insecure form (fs-verity optional at boot)",
                 arg.token
             ),
-            Err(crate::cmdline::CmdlineError::Missing) | Ok(_) => {}
+            Err(bootseal::cmdline::CmdlineError::Missing) | Ok(_) => {}
             Err(e) => eprintln!("bootseal: warning: --cmdline: {e}"),
         }
     }

@@ -5,10 +5,10 @@
 
 use super::options::{ComposefsArgArgs, DigestFormatArgs, RegistryArgs, parse_platform};
 use super::write_output;
-use crate::manifest::Platform;
-use crate::reference::ImageRef;
-use crate::seal::{SealOptions, prepare_image};
 use anyhow::{Context, bail};
+use bootseal::manifest::Platform;
+use bootseal::reference::ImageRef;
+use bootseal::seal::{SealOptions, prepare_image};
 use std::path::PathBuf;
 
 /// The flags of `build-uki` that take the inputs from an image.
@@ -51,7 +51,7 @@ pub struct FromImageArgs {
 /// `--stub-from IMAGE`: the stub for the platform's architecture out of another image.
 pub fn stub_from_image(image: &str, args: &FromImageArgs) -> anyhow::Result<Vec<u8>> {
     let reference = ImageRef::parse(image).map_err(anyhow::Error::msg)?;
-    Ok(crate::seal::stub_from_image(
+    Ok(bootseal::seal::stub_from_image(
         &reference,
         &args.registry.source_options(),
         &args.platform,

@@ -1,9 +1,9 @@
 //! `bootseal digest IMAGE`: the composefs digest, as `bootc container compute-composefs-digest`.
 
 use super::options::{DigestFormatArgs, RegistryArgs, parse_platform};
-use crate::digest::{self, DigestOptions};
-use crate::manifest::Platform;
-use crate::reference::ImageRef;
+use bootseal::digest::{self, DigestOptions};
+use bootseal::manifest::Platform;
+use bootseal::reference::ImageRef;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -1,8 +1,8 @@
 //! `--enroll-keys DIR [--enroll-name NAME]` for `seal` and `build-uki --from` (the same flags
 //! on both, so the digest `build-uki --from` computes for external signing matches the seal).
 
-use crate::efi_keys::Enrollment;
 use anyhow::Context;
+use bootseal::efi_keys::Enrollment;
 use std::path::PathBuf;
 
 /// Secure Boot enrollment payloads to carry in the sealed image.

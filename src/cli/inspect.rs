@@ -1,8 +1,8 @@
-//! `bootseal inspect`: flags for [`crate::uki::inspect`], text or JSON output.
+//! `bootseal inspect`: flags for [`bootseal::uki::inspect`], text or JSON output.
 
 use super::read_input;
-use crate::uki;
 use anyhow::Context;
+use bootseal::uki;
 use std::path::PathBuf;
 
 /// Show a UKI's sections, cmdline, uname, os-release name, signatures and PCR 11.
@@ -20,7 +20,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let image = read_input(&args.file, "image")?;
     let r = uki::inspect(&image).with_context(|| format!("{}", args.file.display()))?;
     // The composefs argument as the initramfs's parser (composefs-boot) reads it.
-    let composefs = r.cmdline.as_deref().map(crate::cmdline::read_composefs);
+    let composefs = r.cmdline.as_deref().map(bootseal::cmdline::read_composefs);
     if args.json {
         let mut v = serde_json::to_value(&r)?;
         v["composefs"] = match &composefs {
@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ""
             }
         ),
-        Some(Err(crate::cmdline::CmdlineError::Missing)) | None => {}
+        Some(Err(bootseal::cmdline::CmdlineError::Missing)) | None => {}
         Some(Err(e)) => println!("composefs:   REFUSED: {e}"),
     }
     show("uname:", &r.uname);

@@ -1,9 +1,9 @@
 //! `bootseal keys`: create a Secure Boot key set (PK, KEK, db with .esl/.auth) and sign
-//! variable updates for key rotation ([`crate::efi_keys`]).
+//! variable updates for key rotation ([`bootseal::efi_keys`]).
 
 use super::{passphrase, write_output};
-use crate::efi_keys::{self, EfiTime, Guid, SecureBootVar, esl};
 use anyhow::{Context, bail};
+use bootseal::efi_keys::{self, EfiTime, Guid, SecureBootVar, esl};
 use clap::Subcommand;
 use der::Encode;
 use std::path::PathBuf;
@@ -129,13 +129,13 @@ fn auth(a: AuthArgs) -> anyhow::Result<()> {
         data.extend(esl::x509_list(owner, &der));
     }
     // A file or a pkcs11: URI, like every other key bootseal takes.
-    let opts = crate::signer::OpenOptions {
+    let opts = bootseal::signer::OpenOptions {
         passphrase: passphrase(a.key_pass_file.as_deref(), a.key_pass_env.as_deref())?,
         ..Default::default()
     };
-    let signer = crate::signer::open_certified(
-        &crate::signer::KeyLocation::parse(&a.signer_key)?,
-        &crate::signer::KeyLocation::parse(&a.signer_cert)?,
+    let signer = bootseal::signer::open_certified(
+        &bootseal::signer::KeyLocation::parse(&a.signer_key)?,
+        &bootseal::signer::KeyLocation::parse(&a.signer_cert)?,
         &opts,
     )
     .with_context(|| format!("signer key {}", a.signer_key.display()))?;

@@ -110,10 +110,10 @@ pub(crate) fn read_input(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Read a PE input (stub, kernel, boot loader, UKI) and refuse it, naming the file and the
-/// header field, unless [`crate::pe::PeHeaders::parse`] accepts it.
+/// header field, unless [`bootseal::pe::PeHeaders::parse`] accepts it.
 pub(crate) fn read_pe(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     let bytes = read_input(path, what)?;
-    crate::pe::PeHeaders::parse(&bytes)
+    bootseal::pe::PeHeaders::parse(&bytes)
         .with_context(|| format!("{what} {} is not a usable PE image", path.display()))?;
     Ok(bytes)
 }
@@ -161,16 +161,16 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// A certificate (PEM or DER file, or a `pkcs11:` URI), naming it in the error.
 pub(crate) fn read_certificate(path: &Path) -> anyhow::Result<x509_cert::Certificate> {
-    read_certificate_with(path, &crate::signer::OpenOptions::default())
+    read_certificate_with(path, &bootseal::signer::OpenOptions::default())
 }
 
 /// [`read_certificate`] with a token PIN and module at hand.
 pub(crate) fn read_certificate_with(
     path: &Path,
-    opts: &crate::signer::OpenOptions,
+    opts: &bootseal::signer::OpenOptions,
 ) -> anyhow::Result<x509_cert::Certificate> {
-    let location = crate::signer::KeyLocation::parse(path)?;
-    Ok(crate::signer::open_certificate(&location, opts)?)
+    let location = bootseal::signer::KeyLocation::parse(path)?;
+    Ok(bootseal::signer::open_certificate(&location, opts)?)
 }
 
 /// A key passphrase or token PIN from a file or an environment variable — never from argv;

@@ -1,14 +1,14 @@
 //! Flags shared by several subcommands: platform and registry connection options, spelled as
 //! skopeo spells them, and the signing key and certificate.
 
-use crate::cmdline::ArgForm;
-use crate::digest::{ComposefsCompat, ErofsVersion};
-use crate::manifest::Platform;
-use crate::registry::{AuthOptions, RegistryOptions, RetryPolicy};
-use crate::signer::pkcs11::ObjectType;
-use crate::signer::{self, CertifiedSigner, KeyLocation, OpenOptions, Pkcs11Options};
-use crate::source::SourceOptions;
 use anyhow::Context;
+use bootseal::cmdline::ArgForm;
+use bootseal::digest::{ComposefsCompat, ErofsVersion};
+use bootseal::manifest::Platform;
+use bootseal::registry::{AuthOptions, RegistryOptions, RetryPolicy};
+use bootseal::signer::pkcs11::ObjectType;
+use bootseal::signer::{self, CertifiedSigner, KeyLocation, OpenOptions, Pkcs11Options};
+use bootseal::source::SourceOptions;
 use clap::{ArgAction, Args};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub struct NetworkArgs {
     pub retry_times: u32,
     /// Seconds a registry connection may take to open or stay silent before it is dropped
     /// and retried
-    #[arg(long, value_name = "SECONDS", default_value_t = crate::registry::DEFAULT_TIMEOUT.as_secs_f64())]
+    #[arg(long, value_name = "SECONDS", default_value_t = bootseal::registry::DEFAULT_TIMEOUT.as_secs_f64())]
     pub timeout: f64,
 }
 

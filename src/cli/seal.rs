@@ -3,14 +3,14 @@
 
 use super::options::{ComposefsArgArgs, DigestFormatArgs, SigningArgs, parse_platform};
 use super::read_pe;
-use crate::layer_writer::LayerCompression;
-use crate::manifest::Platform;
-use crate::reference::ImageRef;
-use crate::registry::RegistryOptions;
-use crate::seal::{self, SealOptions, UkiSource};
-use crate::source;
-use crate::source::SourceOptions;
 use anyhow::{Context, bail};
+use bootseal::layer_writer::LayerCompression;
+use bootseal::manifest::Platform;
+use bootseal::reference::ImageRef;
+use bootseal::registry::RegistryOptions;
+use bootseal::seal::{self, SealOptions, UkiSource};
+use bootseal::source;
+use bootseal::source::SourceOptions;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -113,7 +113,7 @@ impl SealFlags {
         &self,
         base_name: Option<String>,
         jobs: usize,
-        progress: crate::progress::Mode,
+        progress: bootseal::progress::Mode,
     ) -> anyhow::Result<SealOptions> {
         let args = self;
         let key_opts = args.signing.open_options()?;
@@ -168,7 +168,7 @@ impl SealFlags {
             source_date_epoch,
             base_name,
             jobs: jobs.max(1),
-            progress: crate::progress::Progress::new(progress),
+            progress: bootseal::progress::Progress::new(progress),
             layer_cache: None,
             enrollment: args.enroll.load()?,
         })
@@ -183,10 +183,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = args.seal.seal_options(
         from.registry_name(),
         args.jobs,
-        crate::progress::Mode::detect(args.seal.quiet),
+        bootseal::progress::Mode::detect(args.seal.quiet),
     )?;
     let source = source::open(&from, &src_opts)?;
-    let sink = crate::sink::open(&to, &dst_opts)?;
+    let sink = bootseal::sink::open(&to, &dst_opts)?;
     let report = seal::seal(source, sink.as_ref(), &to, &opts)?;
     sink.commit()?;
     if let Some(f) = &args.digestfile {

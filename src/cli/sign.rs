@@ -1,9 +1,9 @@
-//! `bootseal sign`: flags for [`crate::authenticode`] signing, detached digest and attach.
+//! `bootseal sign`: flags for [`bootseal::authenticode`] signing, detached digest and attach.
 
 use super::options::SigningArgs;
 use super::{read_input, read_input_with_room, write_output};
-use crate::authenticode;
 use anyhow::{Context, bail};
+use bootseal::authenticode;
 use std::path::PathBuf;
 
 /// Sign a PE image for UEFI Secure Boot (Authenticode, like sbsign).

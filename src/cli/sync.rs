@@ -2,8 +2,8 @@
 //! another, leaving tags already sealed from the same source with the same key and options alone.
 
 use super::seal::SealFlags;
-use crate::sync::{self, Outcome, Repo, Shard, SyncRequest};
 use anyhow::{Context, bail};
+use bootseal::sync::{self, Outcome, Repo, Shard, SyncRequest};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Memory for parsed layers reused between tags, in MiB (0: read every layer for every tag)
-    #[arg(long, value_name = "MIB", default_value_t = crate::digest::DEFAULT_BUDGET >> 20)]
+    #[arg(long, value_name = "MIB", default_value_t = bootseal::digest::DEFAULT_BUDGET >> 20)]
     layer_cache_mib: usize,
     #[command(flatten)]
     seal: SealFlags,
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     // Fail on a bad key or flag before listing anything.
     args.seal
-        .seal_options(None, BLOB_JOBS, crate::progress::Mode::Quiet)?;
+        .seal_options(None, BLOB_JOBS, bootseal::progress::Mode::Quiet)?;
     let request = SyncRequest {
         from,
         to,
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let make_options = || {
         args.seal
-            .seal_options(None, BLOB_JOBS, crate::progress::Mode::Quiet)
+            .seal_options(None, BLOB_JOBS, bootseal::progress::Mode::Quiet)
             .map_err(|e| super::one_line(&e))
     };
     let json = args.json;

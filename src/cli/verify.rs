@@ -3,10 +3,10 @@
 
 use super::options::{DigestFormatArgs, RegistryArgs, parse_platform};
 use super::write_output;
-use crate::manifest::Platform;
-use crate::reference::ImageRef;
-use crate::seal::policy::{PolicyOptions, verify_image};
 use anyhow::bail;
+use bootseal::manifest::Platform;
+use bootseal::reference::ImageRef;
+use bootseal::seal::policy::{PolicyOptions, verify_image};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]

@@ -1,8 +1,8 @@
-//! `bootseal verify-pe`: flags for [`crate::authenticode::verify`].
+//! `bootseal verify-pe`: flags for [`bootseal::authenticode::verify`].
 
 use super::read_input;
-use crate::authenticode;
 use anyhow::Context;
+use bootseal::authenticode;
 use std::path::PathBuf;
 
 /// Verify a PE image's Authenticode signature: image hash, CMS signature, chain to CERT.
