@@ -85,9 +85,23 @@ pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
     let vars = d.path().join("vars.fd");
     std::fs::copy(OVMF_VARS_SNAKEOIL, &vars).unwrap();
     let esp = make_esp(d.path(), efi);
+    watch_boot(&vars, &esp, true, false, efi)
+}
+
+/// Runs QEMU on `esp` with `vars` until the kernel prints its command line (and, with
+/// `want_secureboot_line`, its Secure Boot state), the firmware refuses the image, QEMU exits
+/// or [`GIVE_UP`] passes. The caller holds the QEMU lock.
+fn watch_boot(
+    vars: &Path,
+    esp: &Path,
+    no_reboot: bool,
+    want_secureboot_line: bool,
+    what: &Path,
+) -> (Verdict, String) {
+    let d = scratch();
     let serial = d.path().join("serial.log");
     std::fs::write(&serial, b"").unwrap();
-    let mut qemu = qemu_command(&vars, &esp, &serial, true)
+    let mut qemu = qemu_command(vars, esp, &serial, no_reboot)
         .spawn()
         .expect("start qemu-system-x86_64");
     let start = Instant::now();
@@ -95,7 +109,9 @@ pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
     let verdict = loop {
         log =
             String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
-        if let Some(l) = log.lines().find(|l| l.contains("Command line: ")) {
+        if let Some(l) = log.lines().find(|l| l.contains("Command line: "))
+            && (!want_secureboot_line || log.contains("secureboot: Secure boot"))
+        {
             break Verdict::Booted(l.to_string());
         }
         if let Some(l) = log
@@ -110,7 +126,7 @@ pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
             if exited {
                 qemu.stderr.take().unwrap().read_to_string(&mut err).ok();
             }
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
             break Verdict::Nothing(format!(
                 "qemu exited={exited} stderr={err}\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -122,7 +138,7 @@ pub fn boot_with_log(efi: &Path) -> (Verdict, String) {
     let _ = qemu.wait();
     eprintln!(
         "boot {}: {verdict:?} after {:?}",
-        efi.display(),
+        what.display(),
         start.elapsed()
     );
     (verdict, log)
@@ -218,51 +234,7 @@ pub fn make_esp_tree(dir: &Path, files: &[(PathBuf, String)]) -> PathBuf {
 pub fn boot_esp(vars: &Path, esp: &Path) -> (Verdict, String) {
     require_qemu_parts();
     let _one_at_a_time = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let d = scratch();
-    let serial = d.path().join("serial.log");
-    std::fs::write(&serial, b"").unwrap();
-    let mut qemu = qemu_command(vars, esp, &serial, false)
-        .spawn()
-        .expect("start qemu-system-x86_64");
-    let start = Instant::now();
-    let mut log;
-    let verdict = loop {
-        log =
-            String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
-        let cmdline = log.lines().find(|l| l.contains("Command line: "));
-        if let Some(l) = cmdline
-            && log.contains("secureboot: Secure boot")
-        {
-            break Verdict::Booted(l.to_string());
-        }
-        if let Some(l) = log
-            .lines()
-            .find(|l| l.contains("Access Denied") || l.contains("Security Violation"))
-        {
-            break Verdict::Rejected(l.to_string());
-        }
-        let exited = qemu.try_wait().unwrap().is_some();
-        if exited || start.elapsed() > GIVE_UP {
-            let mut err = String::new();
-            if exited {
-                qemu.stderr.take().unwrap().read_to_string(&mut err).ok();
-            }
-            let tail: Vec<&str> = log.lines().rev().take(25).collect();
-            break Verdict::Nothing(format!(
-                "qemu exited={exited} stderr={err}\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let _ = qemu.kill();
-    let _ = qemu.wait();
-    eprintln!(
-        "boot {}: {verdict:?} after {:?}",
-        esp.display(),
-        start.elapsed()
-    );
-    (verdict, log)
+    watch_boot(vars, esp, false, true, esp)
 }
 
 pub fn sign_snakeoil(input: &Path, out: &Path) {
