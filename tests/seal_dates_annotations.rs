@@ -56,18 +56,8 @@ struct Sealed {
 
 fn read_sealed(dir: &Path, tag: &str) -> Sealed {
     let image = BuiltImage::load(dir, tag);
-    let top = blob(dir, &image.layers.last().unwrap().digest);
-    // The new layer's compression follows the media type (zstd by default for OCI images).
-    let media_type = &image.layers.last().unwrap().media_type;
-    let tar_bytes = if media_type.ends_with("+zstd") {
-        zstd::decode_all(&top[..]).unwrap()
-    } else if media_type.ends_with("+gzip") {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&top[..]), &mut v).unwrap();
-        v
-    } else {
-        top.clone()
-    };
+    // The new layer's compression follows its media type (zstd by default for OCI images).
+    let (tar_bytes, _) = common::image_builder::layer_tar(image.layers.last().unwrap());
     let mut archive = tar::Archive::new(&tar_bytes[..]);
     let layer_mtimes = archive
         .entries()

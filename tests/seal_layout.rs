@@ -138,23 +138,11 @@ fn sealed_layout_matches_reference_and_verifies() {
 
 /// The layers of a layout image as (tar, compression), to rebuild it with changes.
 fn relayer(image: &BuiltImage) -> common::image_builder::OciImage {
-    use common::image_builder::{Compression, OciImage};
-    let mut out = OciImage::new();
-    for l in &image.layers {
-        let blob = std::fs::read(&l.path).unwrap();
-        let (tar, c) = if l.media_type.ends_with("+gzip") {
-            let mut v = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&blob[..]), &mut v)
-                .unwrap();
-            (v, Compression::Gzip)
-        } else if l.media_type.ends_with("+zstd") {
-            (zstd::decode_all(&blob[..]).unwrap(), Compression::Zstd)
-        } else {
-            (blob, Compression::None)
-        };
-        out = out.layer(tar, c);
-    }
-    out
+    use common::image_builder::{OciImage, layer_tar};
+    image.layers.iter().fold(OciImage::new(), |out, l| {
+        let (tar, c) = layer_tar(l);
+        out.layer(tar, c)
+    })
 }
 
 #[test]

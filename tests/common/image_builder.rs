@@ -625,6 +625,23 @@ impl OciImage {
     }
 }
 
+/// A layer's tar, decompressed as its media type says (gzip, zstd or none), and that
+/// compression (small test blobs only).
+pub fn layer_tar(layer: &BuiltLayer) -> (Vec<u8>, Compression) {
+    let blob = read_blob(layer);
+    if layer.media_type.ends_with("+gzip") {
+        let mut v = Vec::new();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut v)
+            .unwrap();
+        (v, Compression::Gzip)
+    } else if layer.media_type.ends_with("+zstd") {
+        (zstd::decode_all(&blob[..]).unwrap(), Compression::Zstd)
+    } else {
+        (blob, Compression::None)
+    }
+}
+
 /// Reads a whole blob of a built image (small test blobs only).
 pub fn read_blob(layer: &BuiltLayer) -> Vec<u8> {
     let mut v = Vec::new();
