@@ -29,7 +29,24 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    fn apply(&self, mut opts: RegistryOptions) -> RegistryOptions {
+    /// Connection options for one registry: these retry and timeout flags plus its TLS
+    /// setting, CA directory and credentials.
+    fn registry_options(
+        &self,
+        tls_verify: bool,
+        cert_dir: &Option<PathBuf>,
+        creds: &Option<String>,
+        authfile: &Option<PathBuf>,
+    ) -> RegistryOptions {
+        let mut opts = RegistryOptions {
+            tls_verify,
+            cert_dir: cert_dir.clone(),
+            auth: AuthOptions {
+                creds: creds.clone(),
+                authfile: authfile.clone(),
+            },
+            ..RegistryOptions::default()
+        };
         opts.retry.retries = self.retry_times;
         if self.timeout.is_finite() && self.timeout > 0.0 {
             opts.timeout = Duration::from_secs_f64(self.timeout.min(86_400.0));
@@ -60,15 +77,12 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     pub fn source_options(&self) -> SourceOptions {
         SourceOptions {
-            registry: self.network.apply(RegistryOptions {
-                tls_verify: self.tls_verify,
-                cert_dir: self.cert_dir.clone(),
-                auth: AuthOptions {
-                    creds: self.creds.clone(),
-                    authfile: self.authfile.clone(),
-                },
-                ..RegistryOptions::default()
-            }),
+            registry: self.network.registry_options(
+                self.tls_verify,
+                &self.cert_dir,
+                &self.creds,
+                &self.authfile,
+            ),
         }
     }
 }
@@ -101,15 +115,12 @@ pub struct CopyRegistryArgs {
 
 impl CopyRegistryArgs {
     fn side(&self, verify: Option<bool>, creds: &Option<String>) -> RegistryOptions {
-        self.network.apply(RegistryOptions {
-            tls_verify: verify.or(self.tls_verify).unwrap_or(true),
-            cert_dir: self.cert_dir.clone(),
-            auth: AuthOptions {
-                creds: creds.clone(),
-                authfile: self.authfile.clone(),
-            },
-            ..RegistryOptions::default()
-        })
+        self.network.registry_options(
+            verify.or(self.tls_verify).unwrap_or(true),
+            &self.cert_dir,
+            creds,
+            &self.authfile,
+        )
     }
 
     pub fn source(&self) -> SourceOptions {
