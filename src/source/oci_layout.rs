@@ -51,16 +51,30 @@ impl OciLayoutSource {
     }
 }
 
+/// The tag (`org.opencontainers.image.ref.name`) of a layout index entry.
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .and_then(|v| v.as_str())
+}
+
+/// Every tag an OCI layout index names, in index order, each once.
+pub fn layout_tags(index: &Document) -> Result<Vec<String>, String> {
+    let entries = index.index_entries()?;
+    let mut tags: Vec<String> = Vec::new();
+    for t in entries.iter().filter_map(ref_name) {
+        if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_owned());
+        }
+    }
+    Ok(tags)
+}
+
 /// Picks the image an OCI layout index names: the entry tagged `tag`, or the only entry.
 pub fn select_from_layout_index(index: &Document, tag: Option<&str>) -> Result<Descriptor, String> {
     let entries = index.index_entries()?;
-    let tagged = |d: &&Descriptor| {
-        d.annotations
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .and_then(|v| v.as_str())
-            == tag
-    };
+    let tagged = |d: &&Descriptor| ref_name(d) == tag;
     match tag {
         Some(t) => entries
             .iter()

@@ -4,7 +4,6 @@
 
 use crate::manifest::Document;
 use crate::reference::ImageRef;
-use crate::source::oci_layout::REF_NAME;
 use crate::source::{self, ImageSource, RegistryOptions, SourceError};
 use std::path::PathBuf;
 
@@ -133,27 +132,12 @@ impl Repo {
 /// The `org.opencontainers.image.ref.name` values of a layout's `index.json`, in order, once each.
 fn layout_tags(dir: &std::path::Path) -> Result<Vec<String>, SourceError> {
     let name = format!("oci:{}", dir.display());
-    let path = dir.join("index.json");
-    let bytes = std::fs::read(&path)
+    let bytes = std::fs::read(dir.join("index.json"))
         .map_err(|e| SourceError::new(&name, format!("cannot read index.json: {e}")))?;
-    let index: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| SourceError::new(&name, format!("index.json is not JSON: {e}")))?;
-    let entries = index
-        .get("manifests")
-        .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| SourceError::new(&name, "index.json has no manifests array"))?;
-    let mut tags: Vec<String> = Vec::new();
-    for e in entries {
-        if let Some(t) = e
-            .get("annotations")
-            .and_then(|a| a.get(REF_NAME))
-            .and_then(serde_json::Value::as_str)
-            && !tags.iter().any(|x| x == t)
-        {
-            tags.push(t.to_owned());
-        }
-    }
-    Ok(tags)
+    let index = Document::parse(bytes, None)
+        .map_err(|e| SourceError::new(&name, format!("index.json: {e}")))?;
+    crate::source::oci_layout::layout_tags(&index)
+        .map_err(|e| SourceError::new(&name, format!("index.json: {e}")))
 }
 
 /// Whether every image `source` holds for `platforms` (the first one for a plain manifest, as
