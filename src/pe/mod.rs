@@ -78,6 +78,12 @@ impl SectionHeader {
         String::from_utf8_lossy(&self.name[..end]).into_owned()
     }
 
+    /// The name as messages and reports show it: control characters and quotes escaped, so a
+    /// hostile name cannot break a one-line error or forge a line of `inspect` output.
+    pub fn display_name(&self) -> String {
+        self.name_str().escape_debug().to_string()
+    }
+
     /// End of the section in memory (`VirtualAddress + VirtualSize`).
     pub fn virtual_end(&self) -> u64 {
         u64::from(self.virtual_address) + u64::from(self.virtual_size)
@@ -180,7 +186,11 @@ impl PeHeaders {
         let start = u64::from(s.pointer_to_raw_data);
         b.get(start as usize..(start + len) as usize)
             .ok_or_else(|| {
-                PeError::truncated(format!("section {}", s.name_str()), start + len, b.len())
+                PeError::truncated(
+                    format!("section {}", s.display_name()),
+                    start + len,
+                    b.len(),
+                )
             })
     }
 
@@ -188,8 +198,9 @@ impl PeHeaders {
     pub fn section_raw<'a>(&self, b: &'a [u8], s: &SectionHeader) -> Result<&'a [u8], PeError> {
         let start = u64::from(s.pointer_to_raw_data);
         let end = start + u64::from(s.size_of_raw_data);
-        b.get(start as usize..end as usize)
-            .ok_or_else(|| PeError::truncated(format!("section {}", s.name_str()), end, b.len()))
+        b.get(start as usize..end as usize).ok_or_else(|| {
+            PeError::truncated(format!("section {}", s.display_name()), end, b.len())
+        })
     }
 
     /// End of the raw data of all sections (at least SizeOfHeaders).

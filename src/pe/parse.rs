@@ -104,7 +104,7 @@ fn section(b: &[u8], off: usize, i: usize, size_of_image: u32) -> Result<Section
         pointer_to_raw_data: word(20),
         characteristics: word(36),
     };
-    let label = format!("section {i} ({})", s.name_str().escape_debug());
+    let label = format!("section {i} ({})", s.display_name());
     if s.size_of_raw_data != 0 && s.raw_end() > b.len() as u64 {
         return Err(PeError::truncated(
             format!(

@@ -252,12 +252,17 @@ impl CapturedFiles {
 
     /// The content of `path`, or a one-line reason why it is not available.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        let file = self
-            .files
-            .get(path)
-            .ok_or_else(|| format!("{path}: not in the image or not requested for capture"))?;
-        let blob = file.content.as_ref().map_err(|e| format!("{path}: {e}"))?;
-        blob.to_vec().map_err(|e| format!("{path}: {e}"))
+        let one_line = |e: String| super::path::escape_controls(&e);
+        let file = self.files.get(path).ok_or_else(|| {
+            one_line(format!(
+                "{path}: not in the image or not requested for capture"
+            ))
+        })?;
+        let blob = file
+            .content
+            .as_ref()
+            .map_err(|e| one_line(format!("{path}: {e}")))?;
+        blob.to_vec().map_err(|e| one_line(format!("{path}: {e}")))
     }
 
     /// Captured paths matching a glob (same syntax as [`CaptureSet`]).

@@ -61,7 +61,7 @@ fn check_layout(pe: &PeHeaders) -> Result<(), UkiError> {
         if u64::from(s.pointer_to_raw_data) < end {
             return Err(UkiError::StubLayout(format!(
                 "section {i} ({}) PointerToRawData {:#x} lies before the end {end:#x} of the headers or the previous section's raw data",
-                s.name_str(),
+                s.display_name(),
                 s.pointer_to_raw_data
             )));
         }

@@ -70,7 +70,7 @@ pub fn inspect(image: &[u8]) -> Result<UkiReport, UkiError> {
         .sections
         .iter()
         .map(|s| SectionInfo {
-            name: s.name_str(),
+            name: s.display_name(),
             virtual_address: s.virtual_address,
             virtual_size: s.virtual_size,
             pointer_to_raw_data: s.pointer_to_raw_data,
