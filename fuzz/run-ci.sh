@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The fuzz step of CI (.ci/run calls it; README "Run the tests"): builds every target with
-# libFuzzer on the stable toolchain and runs each for a fixed time, failing on any crash, hang,
-# stack overflow or oversized allocation. Usage: fuzz/run-ci.sh [SECONDS] (default 60): the
-# targets run in two lanes of that length, one per core: tar_tree (the largest attack surface,
-# and the slowest per input) alone, the other four one after another with shares of it.
+# libFuzzer on the stable toolchain and runs each, failing on any crash, hang, stack overflow
+# or oversized allocation. The targets run in two lanes, one per core: tar_tree (the largest
+# attack surface, and the slowest per input) alone, the other four one after another.
+#
+#   fuzz/run-ci.sh                  the CI gate: a fixed seed, a fixed number of runs per
+#                                   target and an empty scratch corpus, so the gate explores
+#                                   the same inputs on every machine and a red CI reproduces
+#                                   here (a slower machine stops at the time cap: a prefix of
+#                                   the same inputs). About a minute per lane here.
+#   fuzz/run-ci.sh --explore SECS   exploration: a random seed, SECS per lane, new inputs
+#                                   kept in fuzz/corpus/<target> between runs.
 #
 # cargo-fuzz is not needed: on stable, libfuzzer-sys links libFuzzer and these are the
 # sanitizer-coverage flags `cargo fuzz build --sanitizer none` passes to rustc. --target keeps
@@ -11,9 +18,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-seconds=${1:-60}
-lane_a=("tar_tree:100")
-lane_b=("pe_uki:45" "cmdline:20" "manifest_json:20" "kargs_toml:15")
+# target:runs:share (share: percent of the lane's time cap, or of SECS when exploring)
+lane_a=("tar_tree:300000:100")
+lane_b=("pe_uki:300000:45" "cmdline:800000:20" "manifest_json:1500000:20" "kargs_toml:600000:15")
+if [[ ${1:-} == --explore ]]; then
+  explore=1
+  seconds=${2:?usage: fuzz/run-ci.sh --explore SECONDS}
+else
+  explore=0
+  seconds=240 # the cap; the runs above take about a quarter of it here
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+fi
 triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module \
   -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -27,15 +43,23 @@ start=$(date +%s)
 cargo build --locked --release --target "$triple" --bins
 echo "fuzz: build took $(($(date +%s) - start)) s"
 
-# A target's new inputs go to corpus/<target> (not committed); the committed seeds and
-# regressions are read from testdata/fuzz/<target>.
+# New inputs go to corpus/<target> when exploring, to a scratch directory in the gate (so it
+# always starts from the same corpus); the committed seeds and regressions are read from
+# testdata/fuzz/<target>.
 run_one() {
-  local t=$1 secs=$2
-  mkdir -p "corpus/$t" "artifacts/$t"
-  if "target/$triple/release/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="artifacts/$t/" "corpus/$t" "../testdata/fuzz/$t" \
+  local t=$1 runs=$2 secs=$3 corpus limits
+  if ((explore)); then
+    corpus=corpus/$t
+    limits=(-max_total_time="$secs")
+  else
+    corpus=$scratch/$t
+    limits=(-seed=1 -runs="$runs" -max_total_time="$secs")
+  fi
+  mkdir -p "$corpus" "artifacts/$t"
+  if "target/$triple/release/$t" "${limits[@]}" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="artifacts/$t/" "$corpus" "../testdata/fuzz/$t" \
       >"artifacts/$t.log" 2>&1; then
-    echo "fuzz: $t: no crash in ${secs} s ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "artifacts/$t.log" | grep -o '[0-9]*$') runs)"
+    echo "fuzz: $t: no crash in $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "artifacts/$t.log" | grep -o '[0-9]*$') runs ($((SECONDS - lane_start)) s into its lane)"
   else
     echo "fuzz: $t FAILED; its log:"
     tail -n 60 "artifacts/$t.log"
@@ -45,9 +69,10 @@ run_one() {
 }
 
 run_lane() {
-  local status=0 entry
+  local status=0 entry t runs share lane_start=$SECONDS
   for entry in "$@"; do
-    run_one "${entry%%:*}" $((seconds * ${entry##*:} / 100)) || status=1
+    IFS=: read -r t runs share <<<"$entry"
+    run_one "$t" "$runs" $((seconds * share / 100)) || status=1
   done
   return $status
 }

@@ -24,6 +24,7 @@ pub mod signer;
 pub mod sink;
 pub mod source;
 pub mod sync;
+pub mod text;
 pub mod tree;
 pub mod uki;
 

@@ -81,11 +81,18 @@ impl Platform {
     }
 }
 
+/// `os/arch[/variant]`, control characters escaped: an index names its platforms freely.
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
+        use crate::text::escape_controls;
+        write!(
+            f,
+            "{}/{}",
+            escape_controls(&self.os),
+            escape_controls(&self.architecture)
+        )?;
         if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
+            write!(f, "/{}", escape_controls(v))?;
         }
         Ok(())
     }

@@ -81,7 +81,7 @@ impl SectionHeader {
     /// The name as messages and reports show it: control characters and quotes escaped, so a
     /// hostile name cannot break a one-line error or forge a line of `inspect` output.
     pub fn display_name(&self) -> String {
-        self.name_str().escape_debug().to_string()
+        crate::text::escape_controls(&self.name_str())
     }
 
     /// End of the section in memory (`VirtualAddress + VirtualSize`).

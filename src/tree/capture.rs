@@ -252,7 +252,7 @@ impl CapturedFiles {
 
     /// The content of `path`, or a one-line reason why it is not available.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        let one_line = |e: String| super::path::escape_controls(&e);
+        let one_line = |e: String| crate::text::escape_controls(&e);
         let file = self.files.get(path).ok_or_else(|| {
             one_line(format!(
                 "{path}: not in the image or not requested for capture"

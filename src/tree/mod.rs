@@ -30,7 +30,7 @@ impl EntryError {
     pub fn layer(message: impl Into<String>) -> Self {
         Self {
             path: None,
-            message: path::escape_controls(&message.into()),
+            message: crate::text::escape_controls(&message.into()),
         }
     }
 
@@ -39,7 +39,7 @@ impl EntryError {
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: Some(path::shorten_for_message(path.into())),
-            message: path::escape_controls(&message.into()),
+            message: crate::text::escape_controls(&message.into()),
         }
     }
 
