@@ -5,7 +5,8 @@
 //! cache itself saves.
 //!
 //! The base: the small bootc test image (real Debian kernel, stub, systemd-boot) plus generated
-//! layers of many files (~200 MB unpacked), so the shared layers dominate as in real OS images.
+//! layers of 8,000 files (~530 MB unpacked, 4 KiB to 128 KiB each), so the shared layers
+//! dominate as in real OS images (a Fedora bootc base is ~1.7 GB in ~70 layers).
 //! Run: `cargo bench --bench sync`. The layout is generated once and cached under target/.
 
 #[path = "../tests/common/mod.rs"]
@@ -17,14 +18,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TAGS: usize = 8;
-const SYNTHETIC_LAYERS: usize = 4;
-const FILES_PER_LAYER: usize = 200;
-const FILE_SIZE: usize = 256 * 1024;
+const SYNTHETIC_LAYERS: usize = 8;
+const FILES_PER_LAYER: usize = 1000;
+
+/// 4 KiB to 128 KiB, ~66 KiB on average: real trees are mostly small files.
+fn file_size(file: usize) -> usize {
+    4096 * (1 + file * 37 % 32)
+}
 
 /// Deterministic, moderately compressible bytes (text-like: a small alphabet).
 fn content(layer: usize, file: usize) -> Vec<u8> {
     let mut state = (layer as u64 * 7919 + file as u64 * 104_729) | 1;
-    (0..FILE_SIZE)
+    (0..file_size(file))
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
@@ -36,7 +41,7 @@ fn content(layer: usize, file: usize) -> Vec<u8> {
 
 /// The 8 tags' images in one layout (`t0`..`t7`), sharing every layer but the top one.
 fn bench_images() -> Vec<BuiltImage> {
-    let dir = common::cache_dir().join("sync-bench");
+    let dir = common::cache_dir().join("sync-bench-v2");
     let tags: Vec<String> = (0..TAGS).map(|i| format!("t{i}")).collect();
     if dir.join("complete").exists() {
         return tags.iter().map(|t| BuiltImage::load(&dir, t)).collect();

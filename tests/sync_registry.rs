@@ -411,6 +411,15 @@ fn sync_into_an_oci_layout_that_skopeo_reads() {
                 .arg(format!("oci:{}:{t}", src_layout.display())),
         );
     }
+    // A hostile tag name in the listing (here the layout's index, as a registry's tag list
+    // could): skipped with its name shown escaped, never used in a path or URL.
+    let index_path = src_layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut hostile = index["manifests"][0].clone();
+    hostile["annotations"]["org.opencontainers.image.ref.name"] = "../evil\nv9".into();
+    index["manifests"].as_array_mut().unwrap().push(hostile);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     let out = sync_cmd(
         &format!("oci:{}", src_layout.display()),
         &reg.image("fromlayout"),
@@ -423,7 +432,11 @@ fn sync_into_an_oci_layout_that_skopeo_reads() {
     assert!(out.status.success(), "{got:?}");
     assert!(got["v1"].starts_with("sealed "), "{got:?}");
     assert!(got["plain"].starts_with("skipped"), "{got:?}");
-    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got["../evil\\nv9"], "skipped: not a valid tag name ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})",
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 3, "{got:?}");
     assert_verifies(&reg.image("fromlayout:v1"), &keys, &["--tls-verify=false"]);
 }
 
