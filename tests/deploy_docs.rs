@@ -2,14 +2,83 @@
 //! YAML (PyYAML, python3-yaml) and say what the text promises — N workers, each with its own
 //! shard of N, the key from a Secret — and every `bootseal sync` flag they pass is one the real
 //! parser accepts; docs/Containerfile builds bootseal on a Debian base.
+//!
+//! Schema-aware where a validator works offline: the Job against the Kubernetes OpenAPI
+//! schemas `kubernetes-validate` bundles, the workflow against the GitHub workflow schema
+//! `check-jsonschema` vendors (both from PyPI, pinned, installed once into a venv under
+//! target/). Tekton publishes no schema; the Task's steps, which Tekton defines as Kubernetes
+//! containers, are validated as the containers of a Pod.
 
 mod common;
 
 use common::{bootseal, require_tool, stdout_of};
 use serde_json::Value;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// The pinned validators (kubernetes-validate bundles the schemas up to Kubernetes 1.37).
+const VALIDATORS: &[&str] = &["kubernetes-validate==1.37.0", "check-jsonschema==0.39.0"];
+
+/// A venv holding [`VALIDATORS`], made once (python3-venv; pip reaches PyPI the first time).
+fn validators() -> PathBuf {
+    static MADE: Mutex<()> = Mutex::new(());
+    let _once = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    require_tool("python3");
+    let venv = common::cache_dir().join("schema-validators");
+    let done = venv.join(VALIDATORS.join(" ").replace(['=', ' '], "_"));
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        common::run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        common::run_ok(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(VALIDATORS),
+        );
+        std::fs::write(&done, b"").unwrap();
+    }
+    venv.join("bin")
+}
+
+/// Runs a validator on `doc` (JSON is YAML); Ok(output) when it accepts it.
+fn validate(tool: &str, args: &[&str], doc: &Value) -> Result<String, String> {
+    validate_text(tool, args, &serde_json::to_string_pretty(doc).unwrap())
+}
+
+/// [`validate`] on YAML text as written (for GitHub's `on:`, which YAML 1.1 parsers such as
+/// PyYAML read as `true`).
+fn validate_text(tool: &str, args: &[&str], yaml: &str) -> Result<String, String> {
+    let dir = common::scratch();
+    let file = dir.path().join("doc.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(validators().join(tool))
+        .args(args)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The Kubernetes schema check, proven live on a copy broken by `spoil`.
+fn assert_kubernetes_valid(doc: &Value, spoil: impl Fn(&mut Value)) {
+    let args = ["--strict", "--kubernetes-version", "1.37"];
+    let ok = validate("kubernetes-validate", &args, doc);
+    assert!(ok.as_ref().is_ok_and(|t| t.contains("passed")), "{ok:?}");
+    let mut bad = doc.clone();
+    spoil(&mut bad);
+    let refused = validate("kubernetes-validate", &args, &bad);
+    assert!(refused.is_err(), "a spoiled copy passed: {refused:?}");
+}
 
 fn doc(name: &str) -> String {
     std::fs::read_to_string(
@@ -20,9 +89,8 @@ fn doc(name: &str) -> String {
     .unwrap()
 }
 
-/// Every ```yaml block of docs/deploy.md, parsed by PyYAML and handed over as JSON.
-fn yaml_blocks() -> Vec<Value> {
-    require_tool("python3");
+/// Every ```yaml block of docs/deploy.md as written.
+fn yaml_texts() -> Vec<String> {
     let text = doc("deploy.md");
     let mut blocks = Vec::new();
     let mut rest = text.as_str();
@@ -33,6 +101,12 @@ fn yaml_blocks() -> Vec<Value> {
         rest = &body[end..];
     }
     blocks
+}
+
+/// Every ```yaml block of docs/deploy.md, parsed by PyYAML and handed over as JSON.
+fn yaml_blocks() -> Vec<Value> {
+    require_tool("python3");
+    yaml_texts()
         .iter()
         .map(|b| {
             let mut child = Command::new("python3")
@@ -112,6 +186,7 @@ fn kubernetes_indexed_job() {
         .unwrap();
     assert!(volume["secret"]["secretName"].is_string(), "{volume}");
     assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+    assert_kubernetes_valid(job, |j| j["spec"]["parallelism"] = "all".into());
 }
 
 #[test]
@@ -148,6 +223,18 @@ fn tekton_task() {
         }
     }
     assert_eq!(shard_value(&args), "$(params.shard)/$(params.shards)");
+
+    // Tekton's steps are Kubernetes containers plus Tekton's own keys (none of which the
+    // Task uses but `script`, dropped if present): validate them as a Pod's containers.
+    let mut containers = task["spec"]["steps"].clone();
+    for c in containers.as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("script");
+    }
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tekton-steps"},
+        "spec": {"containers": containers, "restartPolicy": "Never"},
+    });
+    assert_kubernetes_valid(&pod, |p| p["spec"]["containers"][0]["args"] = "sync".into());
 }
 
 #[test]
@@ -182,6 +269,24 @@ fn github_actions_matrix() {
         .trim();
     assert_eq!(shard, format!("${{{{ matrix.shard }}}}/{n}"), "{run}");
     assert_sync_flags(&args);
+
+    let text = yaml_texts()
+        .into_iter()
+        .find(|t| t.contains("\njobs:"))
+        .unwrap();
+    let schema = ["--builtin-schema", "vendor.github-workflows"];
+    let ok = validate_text("check-jsonschema", &schema, &text);
+    assert!(ok.is_ok(), "{ok:?}");
+    let runs_on = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("runs-on:"))
+        .unwrap();
+    let bad = text.replace(runs_on, &runs_on.replace("runs-on:", "runs-on: 5 #"));
+    let refused = validate_text("check-jsonschema", &schema, &bad);
+    assert!(
+        refused.as_ref().is_err_and(|t| t.contains("runs-on")),
+        "{refused:?}"
+    );
 }
 
 #[test]
