@@ -196,3 +196,74 @@ fn keys_auth_append_matches_efitools() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn keys_create_db_only_appends_like_efitools() {
+    require_tool("cert-to-efi-sig-list");
+    let d = scratch();
+    let machine = d.path().join("machine");
+    create(&machine);
+    let added = d.path().join("added");
+    let db_only = || {
+        let mut c = bootseal();
+        c.env("SOURCE_DATE_EPOCH", EPOCH)
+            .args(["keys", "create", "--db-only", "--owner-guid", OWNER])
+            .arg("--kek-key")
+            .arg(machine.join("KEK.key"))
+            .arg("--kek-cert")
+            .arg(machine.join("KEK.crt"))
+            .arg(&added);
+        c
+    };
+    run_ok(&mut db_only());
+    let mut names: Vec<String> = std::fs::read_dir(&added)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["db.auth", "db.cer", "db.crt", "db.esl", "db.key"]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(added.join("db.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The list is efitools' for the new certificate; the update is `sign-efi-sig-list -a`
+    // by the machine's KEK, byte for byte.
+    let esl = d.path().join("efitools-db.esl");
+    run_ok(
+        Command::new("cert-to-efi-sig-list")
+            .args(["-g", OWNER])
+            .arg(added.join("db.crt"))
+            .arg(&esl),
+    );
+    assert_eq!(
+        std::fs::read(added.join("db.esl")).unwrap(),
+        std::fs::read(&esl).unwrap()
+    );
+    let theirs = efitools_auth(&machine, "db", "KEK", &esl, &["-a"]);
+    assert!(
+        std::fs::read(added.join("db.auth")).unwrap() == theirs,
+        "db-only update differs from sign-efi-sig-list -a"
+    );
+    assert_ne!(
+        std::fs::read(added.join("db.crt")).unwrap(),
+        std::fs::read(machine.join("db.crt")).unwrap(),
+        "a new key, not the machine's"
+    );
+
+    // Never over existing keys; never without the KEK.
+    let out = db_only().output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = bootseal()
+        .args(["keys", "create", "--db-only"])
+        .arg(d.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--kek-key"));
+    assert!(!d.path().join("other").exists());
+}

@@ -41,6 +41,22 @@ pub struct CreateArgs {
     /// Certificate lifetime in days
     #[arg(long, default_value_t = 3650)]
     pub days: u64,
+    /// Only a db key, for a machine whose PK and KEK exist: db.* in DIR, db.auth an append
+    /// update signed by --kek-key (the PK signs KEK updates only, so it is not needed)
+    #[arg(long, requires_all = ["kek_key", "kek_cert"])]
+    pub db_only: bool,
+    /// With --db-only: the machine's KEK private key (a file or a pkcs11: URI)
+    #[arg(long, value_name = "KEY", requires = "db_only")]
+    pub kek_key: Option<PathBuf>,
+    /// With --db-only: the certificate of --kek-key
+    #[arg(long, value_name = "FILE", requires = "db_only")]
+    pub kek_cert: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted --kek-key
+    #[arg(long, requires = "db_only")]
+    pub key_pass_file: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted --kek-key
+    #[arg(long, requires = "db_only")]
+    pub key_pass_env: Option<String>,
 }
 
 /// `keys auth`.
@@ -105,8 +121,20 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
         time: EfiTime::now(),
         valid_days: a.days,
     };
-    let files = efi_keys::create::create(&a.dir, &opts)
-        .with_context(|| format!("cannot create Secure Boot keys in {}", a.dir.display()))?;
+    let files = match (a.db_only, &a.kek_key, &a.kek_cert) {
+        (true, Some(key), Some(cert)) => {
+            let kek = open_signer(
+                key,
+                cert,
+                a.key_pass_file.as_deref(),
+                a.key_pass_env.as_deref(),
+            )
+            .with_context(|| format!("--kek-key {}", key.display()))?;
+            efi_keys::create::create_db_only(&a.dir, &opts, &kek)
+        }
+        _ => efi_keys::create::create(&a.dir, &opts),
+    }
+    .with_context(|| format!("cannot create Secure Boot keys in {}", a.dir.display()))?;
     for f in files {
         println!("{}", f.display());
     }
@@ -128,18 +156,33 @@ fn auth(a: AuthArgs) -> anyhow::Result<()> {
             .with_context(|| format!("certificate {}", c.display()))?;
         data.extend(esl::x509_list(owner, &der));
     }
-    // A file or a pkcs11: URI, like every other key bootseal takes.
-    let opts = bootseal::signer::OpenOptions {
-        passphrase: passphrase(a.key_pass_file.as_deref(), a.key_pass_env.as_deref())?,
-        ..Default::default()
-    };
-    let signer = bootseal::signer::open_certified(
-        &bootseal::signer::KeyLocation::parse(&a.signer_key)?,
-        &bootseal::signer::KeyLocation::parse(&a.signer_cert)?,
-        &opts,
+    let signer = open_signer(
+        &a.signer_key,
+        &a.signer_cert,
+        a.key_pass_file.as_deref(),
+        a.key_pass_env.as_deref(),
     )
     .with_context(|| format!("signer key {}", a.signer_key.display()))?;
     let update = efi_keys::auth::build(var, &data, EfiTime::now(), a.append, &signer)
         .with_context(|| format!("cannot sign the {} update", var.name()))?;
     write_output(&a.output, &update)
+}
+
+/// A variable's owner key: a file or a pkcs11: URI, like every other key bootseal takes.
+fn open_signer(
+    key: &std::path::Path,
+    cert: &std::path::Path,
+    pass_file: Option<&std::path::Path>,
+    pass_env: Option<&str>,
+) -> anyhow::Result<std::sync::Arc<bootseal::signer::CertifiedSigner>> {
+    let opts = bootseal::signer::OpenOptions {
+        passphrase: passphrase(pass_file, pass_env)?,
+        ..Default::default()
+    };
+    let signer = bootseal::signer::open_certified(
+        &bootseal::signer::KeyLocation::parse(key)?,
+        &bootseal::signer::KeyLocation::parse(cert)?,
+        &opts,
+    )?;
+    Ok(signer)
 }

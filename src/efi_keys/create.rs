@@ -1,7 +1,8 @@
 //! `bootseal keys create`: a fresh PK, KEK and db (RSA key pairs with self-signed
 //! certificates, like the openssl recipe in the Arch/Fedora Secure Boot guides), their
 //! signature lists and the setup-mode enrollment updates PK.auth (signed by PK), KEK.auth
-//! (by PK) and db.auth (by KEK).
+//! (by PK) and db.auth (by KEK). With `--db-only`, a db key alone for a machine whose PK and
+//! KEK already exist: its db.auth appends the new certificate, signed by that KEK.
 
 use super::auth::{self, EfiTime, SecureBootVar};
 use super::{EfiKeyError, Guid, esl};
@@ -125,12 +126,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EfiKeyError> {
 /// Create the key set in `dir` (made if missing). Refuses before writing anything if any
 /// output file already exists.
 pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Vec<PathBuf>, EfiKeyError> {
-    if !matches!(opts.bits, 2048 | 3072 | 4096) {
-        return Err(EfiKeyError::Certificate(format!(
-            "RSA key size {} is not supported (use 2048, 3072 or 4096)",
-            opts.bits
-        )));
-    }
+    check_bits(opts.bits)?;
     let files = output_files(dir);
     if let Some(existing) = files.iter().find(|p| p.symlink_metadata().is_ok()) {
         return Err(EfiKeyError::Io(format!(
@@ -159,27 +155,8 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Vec<PathBuf>, EfiKeyEr
 
     let vars = [SecureBootVar::Pk, SecureBootVar::Kek, SecureBootVar::Db];
     for (i, name) in KEY_NAMES.iter().enumerate() {
-        let pair = &pairs[i];
-        let cert_der = pair
-            .cert
-            .to_der()
-            .map_err(|e| EfiKeyError::Certificate(e.to_string()))?;
-        let list = esl::x509_list(opts.owner, &cert_der);
         let by = if i == 2 { &kek_signer } else { &pk_signer };
-        let update = auth::build(vars[i], &list, opts.time, false, by)?;
-        let key_pem = pair
-            .key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| EfiKeyError::Certificate(e.to_string()))?;
-        let cert_pem = pair
-            .cert
-            .to_pem(der::pem::LineEnding::LF)
-            .map_err(|e| EfiKeyError::Certificate(e.to_string()))?;
-        write_new(&dir.join(format!("{name}.key")), key_pem.as_bytes(), 0o600)?;
-        write_new(&dir.join(format!("{name}.crt")), cert_pem.as_bytes(), 0o644)?;
-        write_new(&dir.join(format!("{name}.cer")), &cert_der, 0o644)?;
-        write_new(&dir.join(format!("{name}.esl")), &list, 0o644)?;
-        write_new(&dir.join(format!("{name}.auth")), &update, 0o644)?;
+        write_key(dir, name, vars[i], &pairs[i], opts, false, by)?;
     }
     write_new(
         &dir.join("GUID.txt"),
@@ -187,6 +164,76 @@ pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Vec<PathBuf>, EfiKeyEr
         0o644,
     )?;
     Ok(files)
+}
+
+/// The files [`create_db_only`] writes into `dir`.
+pub fn db_only_files(dir: &Path) -> Vec<PathBuf> {
+    EXTENSIONS
+        .iter()
+        .map(|e| dir.join(format!("db.{e}")))
+        .collect()
+}
+
+/// A new db key for a machine whose PK and KEK exist: `db.key db.crt db.cer db.esl db.auth`
+/// in `dir`, db.auth an append update (EFI_VARIABLE_APPEND_WRITE, as `sign-efi-sig-list -a`
+/// writes) signed by `kek`, so enrolling it keeps the db entries already there. Refuses
+/// before writing anything if any output file exists.
+pub fn create_db_only(
+    dir: &Path,
+    opts: &CreateOptions,
+    kek: &CertifiedSigner,
+) -> Result<Vec<PathBuf>, EfiKeyError> {
+    let files = db_only_files(dir);
+    if let Some(existing) = files.iter().find(|p| p.symlink_metadata().is_ok()) {
+        return Err(EfiKeyError::Io(format!(
+            "{} already exists; refusing to overwrite Secure Boot keys",
+            existing.display()
+        )));
+    }
+    check_bits(opts.bits)?;
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let cn = format!("{} db", opts.subject_prefix).trim().to_string();
+    let pair = generate(&cn, opts.bits, opts.valid_days)?;
+    write_key(dir, "db", SecureBootVar::Db, &pair, opts, true, kek)?;
+    Ok(files)
+}
+
+fn check_bits(bits: usize) -> Result<(), EfiKeyError> {
+    if matches!(bits, 2048 | 3072 | 4096) {
+        return Ok(());
+    }
+    Err(EfiKeyError::Certificate(format!(
+        "RSA key size {bits} is not supported (use 2048, 3072 or 4096)"
+    )))
+}
+
+/// One key's files: NAME.key (0600), .crt, .cer, .esl and the .auth update signed by `by`.
+fn write_key(
+    dir: &Path,
+    name: &str,
+    var: SecureBootVar,
+    pair: &KeyPair,
+    opts: &CreateOptions,
+    append: bool,
+    by: &CertifiedSigner,
+) -> Result<(), EfiKeyError> {
+    let cert_err = |e: &dyn std::fmt::Display| EfiKeyError::Certificate(e.to_string());
+    let cert_der = pair.cert.to_der().map_err(|e| cert_err(&e))?;
+    let list = esl::x509_list(opts.owner, &cert_der);
+    let update = auth::build(var, &list, opts.time, append, by)?;
+    let key_pem = pair
+        .key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| cert_err(&e))?;
+    let cert_pem = pair
+        .cert
+        .to_pem(der::pem::LineEnding::LF)
+        .map_err(|e| cert_err(&e))?;
+    write_new(&dir.join(format!("{name}.key")), key_pem.as_bytes(), 0o600)?;
+    write_new(&dir.join(format!("{name}.crt")), cert_pem.as_bytes(), 0o644)?;
+    write_new(&dir.join(format!("{name}.cer")), &cert_der, 0o644)?;
+    write_new(&dir.join(format!("{name}.esl")), &list, 0o644)?;
+    write_new(&dir.join(format!("{name}.auth")), &update, 0o644)
 }
 
 #[cfg(test)]
