@@ -10,12 +10,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/measure.rs"]
+mod measure;
 
 use common::image_builder::{BuiltImage, Compression, E, OciImage, TarLayer};
 use common::registry::{Registry, Variant};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 const EXTRA_LAYERS: usize = 30;
 
@@ -76,66 +77,6 @@ fn bench_image() -> BuiltImage {
     let image = OciImage::new().write_metadata(&dir, "bench", layers);
     std::fs::write(dir.join("complete"), b"").unwrap();
     image
-}
-
-/// Runs a command to completion; returns wall time and peak RSS in KiB: the process's own
-/// high-water mark (`VmHWM` in /proc/PID/status, sampled every 2 ms until it exits). wait4's
-/// ru_maxrss is not used: it also counts the pages the child shared with this (large) bench
-/// process between fork and exec.
-// The child is reaped by wait4 below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn timed(cmd: &mut Command) -> (Duration, u64, String) {
-    let start = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let mut peak = 0u64;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    && let Some(kb) = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmHWM:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    peak = peak.max(kb);
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            peak
-        })
-    };
-    let mut out = child.stdout.unwrap();
-    let mut err = child.stderr.unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out, &mut s).unwrap();
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut err, &mut s).unwrap();
-        s
-    });
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; status and usage are valid out-pointers.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap();
-    assert_eq!(r, pid);
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    let exit = std::process::ExitStatus::from_raw(status);
-    assert!(exit.success(), "{cmd:?} failed: {stderr}");
-    (wall, peak, stdout)
 }
 
 /// The new layer's compression choices on a UKI-sized file of incompressible bytes (a UKI is a
@@ -203,7 +144,7 @@ fn main() {
     for rep in 0..REPS {
         tools_runs.push(common::baseline::decompress_and_hash(&image, parallelism));
         let out_dir = tmp.path().join(format!("out{rep}"));
-        let (wall, rss, out) = timed(
+        let (wall, rss, out) = measure::timed(
             Command::new(env!("CARGO_BIN_EXE_bootseal"))
                 .env("SOURCE_DATE_EPOCH", "1700000000")
                 .args([
@@ -226,7 +167,7 @@ fn main() {
         layout_runs.push(wall);
         layout_peak = layout_peak.max(rss);
         let _ = std::fs::remove_dir_all(&out_dir);
-        let (wall, rss, out) = timed(
+        let (wall, rss, out) = measure::timed(
             Command::new(env!("CARGO_BIN_EXE_bootseal"))
                 .env("SOURCE_DATE_EPOCH", "1700000000")
                 .args([
@@ -249,7 +190,7 @@ fn main() {
         written = report["bytes_written"].as_u64().unwrap();
         seal_runs.push(wall);
         peak = peak.max(rss);
-        let (wall, _, _) = timed(
+        let (wall, _, _) = measure::timed(
             Command::new("skopeo")
                 .args([
                     "copy",

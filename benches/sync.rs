@@ -2,7 +2,7 @@
 //! top one, against 8 separate `bootseal seal` runs of the same tags, in the same run and the
 //! same loopback docker-registry (target: sync <= 0.4x). Also `sync --jobs 2` and
 //! `sync --layer-cache-mib 0`, which reads every layer for every tag, to show what the layer
-//! cache itself saves.
+//! cache itself saves, and each process's peak RSS (what the cache costs in memory).
 //!
 //! The base: the small bootc test image (real Debian kernel, stub, systemd-boot) plus generated
 //! layers of 8,000 files (~530 MB unpacked, 4 KiB to 128 KiB each), so the shared layers
@@ -11,11 +11,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/measure.rs"]
+mod measure;
 
 use common::image_builder::{BuiltImage, BuiltLayer, Compression, E, OciImage, TarLayer};
 use common::registry::{Registry, Variant};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const TAGS: usize = 8;
 const SYNTHETIC_LAYERS: usize = 8;
@@ -81,19 +83,6 @@ fn bench_images() -> Vec<BuiltImage> {
     tags.iter().map(|t| BuiltImage::load(&dir, t)).collect()
 }
 
-fn timed(cmd: &mut Command) -> Duration {
-    let start = Instant::now();
-    let out = cmd.output().unwrap();
-    let wall = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wall
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -122,6 +111,7 @@ fn main() {
     let load_before = loadavg();
 
     let start = Instant::now();
+    let mut seal_rss = 0;
     for img in &images {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bootseal"));
         c.env("SOURCE_DATE_EPOCH", "1700000000")
@@ -130,7 +120,7 @@ fn main() {
             .arg("--to")
             .arg(reg.image(&format!("bench/separate:{}", img.tag)));
         key_args(&mut c);
-        timed(&mut c);
+        seal_rss = seal_rss.max(measure::timed(&mut c).1);
     }
     let separate = start.elapsed();
 
@@ -141,12 +131,13 @@ fn main() {
         c.arg(reg.image("bench/app")).arg("--to").arg(reg.image(to));
         key_args(&mut c);
         c.args(extra);
-        timed(&mut c)
+        let (wall, rss, _) = measure::timed(&mut c);
+        (wall, rss)
     };
-    let synced = sync("bench/synced", &[]);
-    let parallel = sync("bench/parallel", &["--jobs", "2"]);
-    let uncached = sync("bench/uncached", &["--layer-cache-mib", "0"]);
-    let again = sync("bench/synced", &[]);
+    let (synced, synced_rss) = sync("bench/synced", &[]);
+    let (parallel, parallel_rss) = sync("bench/parallel", &["--jobs", "2"]);
+    let (uncached, uncached_rss) = sync("bench/uncached", &["--layer-cache-mib", "0"]);
+    let (again, _) = sync("bench/synced", &[]);
     let load_after = loadavg();
 
     // Same bytes either way.
@@ -166,21 +157,28 @@ fn main() {
     );
     println!("load average before: {load_before}; after: {load_after}");
     let s = separate.as_secs_f64();
-    println!("{TAGS} separate `bootseal seal` runs: {s:.2} s");
+    let mb = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "`bootseal sync` (layer cache): {:.2} s = {:.2}x (target <= 0.4x)",
+        "{TAGS} separate `bootseal seal` runs: {s:.2} s; peak RSS {:.1} MB (largest run)",
+        mb(seal_rss)
+    );
+    println!(
+        "`bootseal sync` (layer cache): {:.2} s = {:.2}x (target <= 0.4x); peak RSS {:.1} MB",
         synced.as_secs_f64(),
-        synced.as_secs_f64() / s
+        synced.as_secs_f64() / s,
+        mb(synced_rss)
     );
     println!(
-        "`bootseal sync --jobs 2` (layer cache): {:.2} s = {:.2}x",
+        "`bootseal sync --jobs 2` (layer cache): {:.2} s = {:.2}x; peak RSS {:.1} MB",
         parallel.as_secs_f64(),
-        parallel.as_secs_f64() / s
+        parallel.as_secs_f64() / s,
+        mb(parallel_rss)
     );
     println!(
-        "`bootseal sync --layer-cache-mib 0`: {:.2} s = {:.2}x",
+        "`bootseal sync --layer-cache-mib 0`: {:.2} s = {:.2}x; peak RSS {:.1} MB",
         uncached.as_secs_f64(),
-        uncached.as_secs_f64() / s
+        uncached.as_secs_f64() / s,
+        mb(uncached_rss)
     );
     println!(
         "second `bootseal sync` over the unchanged repository: {:.2} s = {:.3}x",
