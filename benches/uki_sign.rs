@@ -148,30 +148,20 @@ fn main() {
     let t_lib = time(|| build_and_sign_in_process(dir, &kp, &linux, &initrd));
     let t_cli = time(|| {
         cli_build();
-        run_ok(
-            bootseal()
-                .arg("sign")
-                .arg("--key")
-                .arg(&kp.key)
-                .arg("--cert")
-                .arg(&kp.cert)
-                .arg(&unsigned)
-                .arg("-o")
-                .arg(dir.join("cli-signed.efi")),
-        );
+        run_ok(&mut sign_cmd(
+            &kp.key,
+            &kp.cert,
+            &unsigned,
+            dir.join("cli-signed.efi"),
+        ));
     });
     let t_sign_only = time(|| {
-        run_ok(
-            bootseal()
-                .arg("sign")
-                .arg("--key")
-                .arg(&kp.key)
-                .arg("--cert")
-                .arg(&kp.cert)
-                .arg(&unsigned)
-                .arg("-o")
-                .arg(dir.join("cli-signed.efi")),
-        );
+        run_ok(&mut sign_cmd(
+            &kp.key,
+            &kp.cert,
+            &unsigned,
+            dir.join("cli-signed.efi"),
+        ));
     });
     // The same key on a SoftHSM2 token: module load, login and a CKM_RSA_PKCS signature
     // replace reading the key file; the 50 MiB are hashed here either way.
@@ -179,17 +169,12 @@ fn main() {
     hsm.import_key(&kp.key, "bench", "01", &[]);
     let (t_file_pair, t_token) = time_pair(
         || {
-            run_ok(
-                bootseal()
-                    .arg("sign")
-                    .arg("--key")
-                    .arg(&kp.key)
-                    .arg("--cert")
-                    .arg(&kp.cert)
-                    .arg(&unsigned)
-                    .arg("-o")
-                    .arg(dir.join("cli-signed.efi")),
-            );
+            run_ok(&mut sign_cmd(
+                &kp.key,
+                &kp.cert,
+                &unsigned,
+                dir.join("cli-signed.efi"),
+            ));
         },
         || {
             run_ok(

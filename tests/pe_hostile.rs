@@ -315,16 +315,7 @@ fn sign_verify_inspect_refuse_mutated_systemd_boot() {
     let out = d.path().join("signed.efi");
     for (name, field, change) in header_mutations() {
         let bad = mutate(d.path(), Path::new(SYSTEMD_BOOT), name, change);
-        let mut sign = bootseal();
-        sign.arg("sign")
-            .arg("--key")
-            .arg(&kp.key)
-            .arg("--cert")
-            .arg(&kp.cert)
-            .arg(&bad)
-            .arg("-o")
-            .arg(&out);
-        refused(sign, &bad, field);
+        refused(sign_cmd(&kp.key, &kp.cert, &bad, &out), &bad, field);
         let mut digest = bootseal();
         digest.arg("sign").arg("--detached-digest").arg(&bad);
         refused(digest, &bad, field);

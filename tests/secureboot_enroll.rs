@@ -218,17 +218,12 @@ fn build_uki_from_with_enroll_keys_matches_seal() {
     // cannot tell without --cert, verify can.
     let other = keypair(d.path(), "other", 2048);
     let signed = d.path().join("other-signed.efi");
-    run_ok(
-        bootseal()
-            .arg("sign")
-            .arg("--key")
-            .arg(&other.key)
-            .arg("--cert")
-            .arg(&other.cert)
-            .arg(d.path().join("with.efi"))
-            .arg("-o")
-            .arg(&signed),
-    );
+    run_ok(&mut sign_cmd(
+        &other.key,
+        &other.cert,
+        d.path().join("with.efi"),
+        &signed,
+    ));
     run_ok(
         bootseal()
             .args(["seal", "--no-sign-bootloader", "--from"])

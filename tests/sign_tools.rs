@@ -13,18 +13,7 @@ fn check_with_tools(signed: &Path, kp: &KeyPair) {
 }
 
 fn sign(input: &Path, kp: &KeyPair, out: &Path, extra: &[&str]) {
-    run_ok(
-        bootseal()
-            .arg("sign")
-            .arg("--key")
-            .arg(&kp.key)
-            .arg("--cert")
-            .arg(&kp.cert)
-            .args(extra)
-            .arg(input)
-            .arg("-o")
-            .arg(out),
-    );
+    run_ok(sign_cmd(&kp.key, &kp.cert, input, out).args(extra));
 }
 
 #[test]
@@ -95,17 +84,9 @@ fn snakeoil_key_3des_passphrase_from_env() {
     let uki = build_uki(d.path(), "console=ttyS0 composefs=abc rw", "uki.efi");
     let out = d.path().join("signed.efi");
     run_ok(
-        bootseal()
+        sign_cmd(&key, &cert, &uki, &out)
             .env("BOOTSEAL_TEST_PASS", "snakeoil")
-            .arg("sign")
-            .arg("--key")
-            .arg(&key)
-            .arg("--cert")
-            .arg(&cert)
-            .args(["--key-pass-env", "BOOTSEAL_TEST_PASS"])
-            .arg(&uki)
-            .arg("-o")
-            .arg(&out),
+            .args(["--key-pass-env", "BOOTSEAL_TEST_PASS"]),
     );
     run_ok(Command::new("sbverify").arg("--cert").arg(&cert).arg(&out));
 }
@@ -180,15 +161,7 @@ fn debian_signed_kernel_needs_append() {
     let d = scratch();
     let kp = keypair(d.path(), "k", 2048);
     let out = d.path().join("vmlinuz.signed");
-    let o = bootseal()
-        .arg("sign")
-        .arg("--key")
-        .arg(&kp.key)
-        .arg("--cert")
-        .arg(&kp.cert)
-        .arg(kernel())
-        .arg("-o")
-        .arg(&out)
+    let o = sign_cmd(&kp.key, &kp.cert, kernel(), &out)
         .output()
         .unwrap();
     assert!(!o.status.success());

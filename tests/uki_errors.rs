@@ -99,17 +99,7 @@ fn build_uki_bad_inputs() {
     // A signed stub is refused.
     let kp = keypair(d, "k", 2048);
     let signed_stub = d.join("signed.stub");
-    run_ok(
-        bootseal()
-            .arg("sign")
-            .arg("--key")
-            .arg(&kp.key)
-            .arg("--cert")
-            .arg(&kp.cert)
-            .arg(&stub)
-            .arg("-o")
-            .arg(&signed_stub),
-    );
+    run_ok(&mut sign_cmd(&kp.key, &kp.cert, &stub, &signed_stub));
     fails(
         build_uki_cmd(&i, &signed_stub, &k, &out).arg("--allow-section-overlap"),
         &out,
@@ -145,18 +135,7 @@ fn sign_bad_inputs() {
     let kp = keypair(d, "k", 2048);
     let other = keypair(d, "other", 2048);
     let stub = PathBuf::from(STUB);
-    let sign = |key: &Path, cert: &Path, input: &Path| {
-        let mut c = bootseal();
-        c.arg("sign")
-            .arg("--key")
-            .arg(key)
-            .arg("--cert")
-            .arg(cert)
-            .arg(input)
-            .arg("-o")
-            .arg(&out);
-        c
-    };
+    let sign = |key: &Path, cert: &Path, input: &Path| sign_cmd(key, cert, input, &out);
 
     let not_pe = d.join("not-a-pe");
     std::fs::write(&not_pe, b"MZ but nothing else").unwrap();

@@ -50,17 +50,7 @@ fn uki_signed_with_key_not_in_db_is_refused() {
     let uki = build_uki(d.path(), &cmdline(), "uki.efi");
     let kp = keypair(d.path(), "not-in-db", 2048);
     let signed = d.path().join("signed.efi");
-    run_ok(
-        bootseal()
-            .arg("sign")
-            .arg("--key")
-            .arg(&kp.key)
-            .arg("--cert")
-            .arg(&kp.cert)
-            .arg(&uki)
-            .arg("-o")
-            .arg(&signed),
-    );
+    run_ok(&mut sign_cmd(&kp.key, &kp.cert, &uki, &signed));
     // The signature itself is fine: only trust is missing.
     run_ok(
         Command::new("sbverify")

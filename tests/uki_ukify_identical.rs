@@ -116,17 +116,7 @@ fn identical_to_ukify_257_with_257_stub() {
             .arg(&kp.cert),
     );
     let ours_signed = d.path().join("ours-signed.efi");
-    run_ok(
-        bootseal()
-            .arg("sign")
-            .arg("--key")
-            .arg(&kp.key)
-            .arg("--cert")
-            .arg(&kp.cert)
-            .arg(&ours)
-            .arg("-o")
-            .arg(&ours_signed),
-    );
+    run_ok(&mut sign_cmd(&kp.key, &kp.cert, &ours, &ours_signed));
     assert_eq!(pesign_hash(&ours_signed), pesign_hash(&theirs_signed));
     run_ok(
         bootseal()

@@ -291,6 +291,25 @@ pub fn seal_cmd(from: &str, to: &str, keys: &KeyPair) -> Command {
     c
 }
 
+/// `bootseal sign --key KEY --cert CERT INPUT -o OUTPUT`.
+pub fn sign_cmd(
+    key: impl AsRef<std::ffi::OsStr>,
+    cert: impl AsRef<std::ffi::OsStr>,
+    input: impl AsRef<std::ffi::OsStr>,
+    output: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut c = bootseal();
+    c.arg("sign")
+        .arg("--key")
+        .arg(key)
+        .arg("--cert")
+        .arg(cert)
+        .arg(input)
+        .arg("-o")
+        .arg(output);
+    c
+}
+
 /// Assemble an unsigned UKI with bootseal from the Debian stub and kernel (Debian 12's 252
 /// stub: the merged `.sbat` is moved after the stub's sections, uki.md pitfall P1).
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {

@@ -4,7 +4,7 @@
 //! "snakeoil"). A boot is judged from the first serial port: the kernel's "Command line:" line,
 //! or the firmware's "Access Denied"/"Security Violation".
 
-use super::{bootseal, require_file, require_tool, run_ok, scratch};
+use super::{require_file, require_tool, run_ok, scratch, sign_cmd};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -240,16 +240,8 @@ pub fn boot_esp(vars: &Path, esp: &Path) -> (Verdict, String) {
 pub fn sign_snakeoil(input: &Path, out: &Path) {
     require_file(DB_KEY, "ovmf");
     run_ok(
-        bootseal()
+        sign_cmd(DB_KEY, DB_CERT, input, out)
             .env("BOOTSEAL_SNAKEOIL_PASS", "snakeoil")
-            .arg("sign")
-            .arg("--key")
-            .arg(DB_KEY)
-            .arg("--cert")
-            .arg(DB_CERT)
-            .args(["--key-pass-env", "BOOTSEAL_SNAKEOIL_PASS"])
-            .arg(input)
-            .arg("-o")
-            .arg(out),
+            .args(["--key-pass-env", "BOOTSEAL_SNAKEOIL_PASS"]),
     );
 }
