@@ -13,6 +13,18 @@ use serde_json::Value;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+/// The bootc test image as `os/base:1` in a registry, a key pair, and a fault proxy in front
+/// (no rules yet). The scratch directory lives as long as the first element.
+fn base_behind_proxy() -> (tempfile::TempDir, common::KeyPair, Registry, FaultProxy) {
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    reg.push_layout(&built.image.oci_ref(), "os/base:1");
+    let proxy = FaultProxy::start(&reg.host);
+    (tmp, keys, reg, proxy)
+}
+
 fn seal(
     proxy: &FaultProxy,
     from: &str,
@@ -43,12 +55,7 @@ fn digest_of(out: &Output) -> String {
 
 #[test]
 fn injected_faults_are_retried_and_the_result_matches_a_clean_run() {
-    let tmp = scratch();
-    let built = bootc_image::build(tmp.path(), "base");
-    let keys = keypair(tmp.path(), "db", 2048);
-    let reg = Registry::start(Variant::Plain);
-    reg.push_layout(&built.image.oci_ref(), "os/base:1");
-    let proxy = FaultProxy::start(&reg.host);
+    let (_tmp, keys, reg, proxy) = base_behind_proxy();
 
     // The clean run goes through the same proxy, so the base name recorded in the sealed
     // manifest is the same in both runs.
@@ -140,12 +147,7 @@ fn injected_faults_are_retried_and_the_result_matches_a_clean_run() {
 
 #[test]
 fn exhausted_retries_fail_in_bounded_time_naming_the_registry_error() {
-    let tmp = scratch();
-    let built = bootc_image::build(tmp.path(), "base");
-    let keys = keypair(tmp.path(), "db", 2048);
-    let reg = Registry::start(Variant::Plain);
-    reg.push_layout(&built.image.oci_ref(), "os/base:1");
-    let proxy = FaultProxy::start(&reg.host);
+    let (_tmp, keys, reg, proxy) = base_behind_proxy();
     digest_of(&seal(&proxy, "os/base:1", "os/sealed:1", &keys, &[]));
     let before = reg.raw_manifest("os/sealed:1").unwrap();
 
@@ -191,12 +193,7 @@ fn exhausted_retries_fail_in_bounded_time_naming_the_registry_error() {
 
 #[test]
 fn a_permanent_error_is_not_retried() {
-    let tmp = scratch();
-    let built = bootc_image::build(tmp.path(), "base");
-    let keys = keypair(tmp.path(), "db", 2048);
-    let reg = Registry::start(Variant::Plain);
-    reg.push_layout(&built.image.oci_ref(), "os/base:1");
-    let proxy = FaultProxy::start(&reg.host);
+    let (_tmp, keys, _reg, proxy) = base_behind_proxy();
     proxy.set_rules(vec![Rule::new(
         "GET",
         "/manifests/",
