@@ -125,21 +125,15 @@ fn main() {
 
     let cli_build = || {
         run_ok(
-            bootseal()
-                .arg("build-uki")
-                .arg("--linux")
-                .arg(&linux)
-                .arg("--initrd")
-                .arg(&initrd)
-                .arg("--os-release")
-                .arg(&osrel)
-                .arg("--stub")
-                .arg(STUB)
-                .arg("--cmdline")
-                .arg("console=ttyS0 composefs=abc rw")
-                .arg("--allow-section-overlap")
-                .arg("-o")
-                .arg(&unsigned),
+            build_uki_cmd(
+                &linux,
+                &initrd,
+                &osrel,
+                STUB,
+                "console=ttyS0 composefs=abc rw",
+                &unsigned,
+            )
+            .arg("--allow-section-overlap"),
         );
     };
     cli_build();

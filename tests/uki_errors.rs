@@ -41,22 +41,8 @@ fn inputs() -> Inputs {
     Inputs { dir, osrel, initrd }
 }
 
-fn build_uki_cmd(i: &Inputs, stub: &Path, linux: &Path, out: &Path) -> Command {
-    let mut c = bootseal();
-    c.arg("build-uki")
-        .arg("--linux")
-        .arg(linux)
-        .arg("--initrd")
-        .arg(&i.initrd)
-        .arg("--os-release")
-        .arg(&i.osrel)
-        .arg("--stub")
-        .arg(stub)
-        .arg("--cmdline")
-        .arg("composefs=abc rw")
-        .arg("-o")
-        .arg(out);
-    c
+fn build_uki_from(i: &Inputs, stub: &Path, linux: &Path, out: &Path) -> Command {
+    build_uki_cmd(linux, &i.initrd, &i.osrel, stub, "composefs=abc rw", out)
 }
 
 #[test]
@@ -69,7 +55,7 @@ fn build_uki_bad_inputs() {
 
     let missing = d.join("no-such-stub.efi");
     fails(
-        build_uki_cmd(&i, &missing, &k, &out).arg("--allow-section-overlap"),
+        build_uki_from(&i, &missing, &k, &out).arg("--allow-section-overlap"),
         &out,
         "cannot read stub",
     );
@@ -77,12 +63,12 @@ fn build_uki_bad_inputs() {
     let not_pe = d.join("not-a-pe");
     std::fs::write(&not_pe, vec![0x42u8; 4096]).unwrap();
     fails(
-        build_uki_cmd(&i, &not_pe, &k, &out).arg("--allow-section-overlap"),
+        build_uki_from(&i, &not_pe, &k, &out).arg("--allow-section-overlap"),
         &out,
         "stub is not a usable PE image",
     );
     fails(
-        build_uki_cmd(&i, &stub, &not_pe, &out).arg("--allow-section-overlap"),
+        build_uki_from(&i, &stub, &not_pe, &out).arg("--allow-section-overlap"),
         &out,
         "kernel is not an EFI-stub PE image",
     );
@@ -91,7 +77,7 @@ fn build_uki_bad_inputs() {
     let kb = std::fs::read(&k).unwrap();
     std::fs::write(&truncated, &kb[..kb.len() / 2]).unwrap();
     fails(
-        build_uki_cmd(&i, &stub, &truncated, &out).arg("--allow-section-overlap"),
+        build_uki_from(&i, &stub, &truncated, &out).arg("--allow-section-overlap"),
         &out,
         "kernel image is truncated",
     );
@@ -101,7 +87,7 @@ fn build_uki_bad_inputs() {
     let signed_stub = d.join("signed.stub");
     run_ok(&mut sign_cmd(&kp.key, &kp.cert, &stub, &signed_stub));
     fails(
-        build_uki_cmd(&i, &signed_stub, &k, &out).arg("--allow-section-overlap"),
+        build_uki_from(&i, &signed_stub, &k, &out).arg("--allow-section-overlap"),
         &out,
         "stub already carries a certificate table",
     );
@@ -121,7 +107,7 @@ fn build_uki_bad_inputs() {
     let full_stub = d.join("full-header.stub");
     std::fs::write(&full_stub, full).unwrap();
     fails(
-        build_uki_cmd(&i, &full_stub, &k, &out).arg("--allow-section-overlap"),
+        build_uki_from(&i, &full_stub, &k, &out).arg("--allow-section-overlap"),
         &out,
         "no room in the stub's PE header for section .osrel",
     );

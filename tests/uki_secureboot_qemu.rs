@@ -94,22 +94,14 @@ fn signed_uki_with_systemd_257_stub_boots() {
     let osrel = d.path().join("os-release");
     std::fs::write(&osrel, "ID=bootseal-test\n").unwrap();
     let uki = d.path().join("uki257.efi");
-    run_ok(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(kernel())
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg("--cmdline")
-            .arg(cmdline())
-            .arg("-o")
-            .arg(&uki),
-    );
+    run_ok(&mut build_uki_cmd(
+        kernel(),
+        &initrd,
+        &osrel,
+        &u.stub,
+        cmdline(),
+        &uki,
+    ));
     let signed = d.path().join("signed257.efi");
     sign_snakeoil(&uki, &signed);
     match boot(&signed) {

@@ -18,21 +18,15 @@ fn measure_equals_systemd_measure_calculate() {
     std::fs::write(&osrel, "ID=bootseal-test\n").unwrap();
     let uki = d.path().join("uki.efi");
     let ours = stdout_of(
-        bootseal()
-            .arg("build-uki")
-            .arg("--linux")
-            .arg(kernel())
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--os-release")
-            .arg(&osrel)
-            .arg("--stub")
-            .arg(&u.stub)
-            .arg("--cmdline")
-            .arg("console=ttyS0 composefs=abc rw")
-            .args(["--measure", "--json"])
-            .arg("-o")
-            .arg(&uki),
+        build_uki_cmd(
+            kernel(),
+            &initrd,
+            &osrel,
+            &u.stub,
+            "console=ttyS0 composefs=abc rw",
+            &uki,
+        )
+        .args(["--measure", "--json"]),
     );
     let ours: serde_json::Value = serde_json::from_str(ours.trim()).unwrap();
 

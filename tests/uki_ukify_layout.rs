@@ -88,23 +88,10 @@ fn debian_252_stub_layout_matches_ukify() {
     assert_eq!(osrel_text.len(), 62);
     std::fs::write(&osrel, osrel_text).unwrap();
     let build = |out: &Path| {
+        // The command line is given with extra blanks: ukify normalises whitespace.
+        let cmdline = format!("  {}\n", REF_CMDLINE.replace(' ', "   "));
         run_ok(
-            bootseal()
-                .arg("build-uki")
-                .arg("--linux")
-                .arg(&k)
-                .arg("--initrd")
-                .arg(&initrd)
-                .arg("--os-release")
-                .arg(&osrel)
-                .arg("--stub")
-                .arg(&stub)
-                // Given as text with extra blanks: ukify normalises whitespace.
-                .arg("--cmdline")
-                .arg(format!("  {}\n", REF_CMDLINE.replace(' ', "   ")))
-                .arg("--allow-section-overlap")
-                .arg("-o")
-                .arg(out),
+            build_uki_cmd(&k, &initrd, &osrel, &stub, cmdline, out).arg("--allow-section-overlap"),
         )
     };
     let uki = d.path().join("uki.efi");

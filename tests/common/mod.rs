@@ -310,6 +310,33 @@ pub fn sign_cmd(
     c
 }
 
+/// `bootseal build-uki --linux --initrd --os-release --stub --cmdline -o`: the inputs every UKI
+/// test names; callers add their own flags.
+pub fn build_uki_cmd(
+    linux: impl AsRef<std::ffi::OsStr>,
+    initrd: impl AsRef<std::ffi::OsStr>,
+    os_release: impl AsRef<std::ffi::OsStr>,
+    stub: impl AsRef<std::ffi::OsStr>,
+    cmdline: impl AsRef<std::ffi::OsStr>,
+    output: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut c = bootseal();
+    c.arg("build-uki")
+        .arg("--linux")
+        .arg(linux)
+        .arg("--initrd")
+        .arg(initrd)
+        .arg("--os-release")
+        .arg(os_release)
+        .arg("--stub")
+        .arg(stub)
+        .arg("--cmdline")
+        .arg(cmdline)
+        .arg("-o")
+        .arg(output);
+    c
+}
+
 /// Assemble an unsigned UKI with bootseal from the Debian stub and kernel (Debian 12's 252
 /// stub: the merged `.sbat` is moved after the stub's sections, uki.md pitfall P1).
 pub fn build_uki(dir: &Path, cmdline: &str, out_name: &str) -> PathBuf {
@@ -334,20 +361,7 @@ pub fn build_uki_output(dir: &Path, cmdline: &str, out_name: &str) -> (PathBuf, 
     )
     .unwrap();
     let out = dir.join(out_name);
-    let output = bootseal()
-        .arg("build-uki")
-        .arg("--linux")
-        .arg(&k)
-        .arg("--initrd")
-        .arg(&initrd)
-        .arg("--os-release")
-        .arg(&osrel)
-        .arg("--stub")
-        .arg(&stub)
-        .arg("--cmdline")
-        .arg(cmdline)
-        .arg("-o")
-        .arg(&out)
+    let output = build_uki_cmd(&k, &initrd, &osrel, &stub, cmdline, &out)
         .output()
         .unwrap();
     (out, output)
