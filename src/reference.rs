@@ -90,6 +90,15 @@ fn split_path_tag(rest: &str, whole: &str) -> Result<(PathBuf, Option<String>), 
     }
 }
 
+/// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+    (1..=128).contains(&b.len())
+        && word(&b[0])
+        && b[1..].iter().all(|c| word(c) || *c == b'.' || *c == b'-')
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -175,5 +184,25 @@ mod tests {
                 .unwrap_err()
                 .contains("not supported")
         );
+    }
+
+    #[test]
+    fn tags_follow_the_distribution_grammar() {
+        for ok in ["v1", "latest", "_x", "1.2.3-rc_1", &"a".repeat(128)] {
+            assert!(is_valid_tag(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".v1",
+            "-v1",
+            "a/b",
+            "../x",
+            "v1\nv2: sealed",
+            "a b",
+            "ü",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_valid_tag(bad), "{bad:?}");
+        }
     }
 }

@@ -196,15 +196,6 @@ pub fn sync(
     })
 }
 
-/// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
-pub fn is_valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
-    (1..=128).contains(&b.len())
-        && word(&b[0])
-        && b[1..].iter().all(|c| word(c) || *c == b'.' || *c == b'-')
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -224,7 +215,7 @@ fn sync_tag(
     };
     // A listing is the registry's (or layout's) word: a name outside the tag grammar could
     // reach into URLs and file names, or forge summary lines.
-    if !is_valid_tag(tag) {
+    if !crate::reference::is_valid_tag(tag) {
         result.tag = crate::text::escape_controls(tag);
         result.outcome = Outcome::Skipped {
             reason: "not a valid tag name ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})".into(),
@@ -312,29 +303,4 @@ fn sync_tag(
         Err(e) => fail(e),
     };
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_valid_tag;
-
-    #[test]
-    fn tags_follow_the_distribution_grammar() {
-        for ok in ["v1", "latest", "_x", "1.2.3-rc_1", &"a".repeat(128)] {
-            assert!(is_valid_tag(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            ".v1",
-            "-v1",
-            "a/b",
-            "../x",
-            "v1\nv2: sealed",
-            "a b",
-            "ü",
-            &"a".repeat(129),
-        ] {
-            assert!(!is_valid_tag(bad), "{bad:?}");
-        }
-    }
 }
