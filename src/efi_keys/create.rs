@@ -128,12 +128,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EfiKeyError> {
 pub fn create(dir: &Path, opts: &CreateOptions) -> Result<Vec<PathBuf>, EfiKeyError> {
     check_bits(opts.bits)?;
     let files = output_files(dir);
-    if let Some(existing) = files.iter().find(|p| p.symlink_metadata().is_ok()) {
-        return Err(EfiKeyError::Io(format!(
-            "{} already exists; refusing to overwrite Secure Boot keys",
-            existing.display()
-        )));
-    }
+    refuse_existing(&files)?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
 
     let pairs: Vec<KeyPair> = KEY_NAMES
@@ -183,19 +178,25 @@ pub fn create_db_only(
     opts: &CreateOptions,
     kek: &CertifiedSigner,
 ) -> Result<Vec<PathBuf>, EfiKeyError> {
-    let files = db_only_files(dir);
-    if let Some(existing) = files.iter().find(|p| p.symlink_metadata().is_ok()) {
-        return Err(EfiKeyError::Io(format!(
-            "{} already exists; refusing to overwrite Secure Boot keys",
-            existing.display()
-        )));
-    }
     check_bits(opts.bits)?;
+    let files = db_only_files(dir);
+    refuse_existing(&files)?;
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let cn = format!("{} db", opts.subject_prefix).trim().to_string();
     let pair = generate(&cn, opts.bits, opts.valid_days)?;
     write_key(dir, "db", SecureBootVar::Db, &pair, opts, true, kek)?;
     Ok(files)
+}
+
+/// Keys are never overwritten: refuses before anything is written if one of `files` exists.
+fn refuse_existing(files: &[PathBuf]) -> Result<(), EfiKeyError> {
+    match files.iter().find(|p| p.symlink_metadata().is_ok()) {
+        Some(existing) => Err(EfiKeyError::Io(format!(
+            "{} already exists; refusing to overwrite Secure Boot keys",
+            existing.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check_bits(bits: usize) -> Result<(), EfiKeyError> {

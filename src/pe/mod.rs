@@ -78,8 +78,8 @@ impl SectionHeader {
         String::from_utf8_lossy(&self.name[..end]).into_owned()
     }
 
-    /// The name as messages and reports show it: control characters and quotes escaped, so a
-    /// hostile name cannot break a one-line error or forge a line of `inspect` output.
+    /// The name as messages and reports show it: control characters escaped, so a hostile
+    /// name cannot break a one-line error or forge a line of `inspect` output.
     pub fn display_name(&self) -> String {
         crate::text::escape_controls(&self.name_str())
     }
