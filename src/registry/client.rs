@@ -191,23 +191,21 @@ impl RegistryClient {
             let status = response.status().as_u16();
             if status == 401 && !refreshed {
                 refreshed = true;
-                let challenge = challenge_of(&response);
-                if challenge != Challenge::None {
-                    *self.challenge.lock().expect("lock") = challenge;
-                }
-                self.tokens.lock().expect("lock").remove(scope);
+                self.renew_credentials(&response, scope);
                 continue;
             }
-            if transient_status(status) {
-                let retry_after = retry_after(&response);
-                let body = response.bytes().unwrap_or_default();
-                return Err(Failure {
-                    retry_after,
-                    ..Failure::transient(format!("{what}: HTTP {status}{}", error_text(&body)))
-                });
-            }
-            return Ok(response);
+            return transient_or_ok(what, response);
         }
+    }
+
+    /// After a 401: adopt the scheme the registry now asks for and drop the cached token of
+    /// `scope`, so the next request authenticates afresh.
+    fn renew_credentials(&self, response: &Response, scope: &str) {
+        let challenge = challenge_of(response);
+        if challenge != Challenge::None {
+            *self.challenge.lock().expect("lock") = challenge;
+        }
+        self.tokens.lock().expect("lock").remove(scope);
     }
 
     /// One attempt whose request cannot be built twice (its body is a stream): a 401 drops the
@@ -222,24 +220,12 @@ impl RegistryClient {
         let response = request.send().map_err(|e| transport_failure(what, &e))?;
         let status = response.status().as_u16();
         if status == 401 {
-            let challenge = challenge_of(&response);
-            if challenge != Challenge::None {
-                *self.challenge.lock().expect("lock") = challenge;
-            }
-            self.tokens.lock().expect("lock").remove(scope);
+            self.renew_credentials(&response, scope);
             return Err(Failure::transient(format!(
                 "{what}: HTTP 401 (credentials renewed for the next attempt)"
             )));
         }
-        if transient_status(status) {
-            let retry_after = retry_after(&response);
-            let body = response.bytes().unwrap_or_default();
-            return Err(Failure {
-                retry_after,
-                ..Failure::transient(format!("{what}: HTTP {status}{}", error_text(&body)))
-            });
-        }
-        Ok(response)
+        transient_or_ok(what, response)
     }
 
     /// Adds credentials as the registry's challenge asks: Basic, or a bearer token for `scope`.
@@ -340,6 +326,21 @@ fn challenge_of(response: &Response) -> Challenge {
         .map(Challenge::parse)
         .find(|c| *c != Challenge::None)
         .unwrap_or_default()
+}
+
+/// A transient status (429, 5xx) as a retryable failure carrying its Retry-After and the
+/// registry's own error text; any other response as it is, for the caller to judge.
+fn transient_or_ok(what: &str, response: Response) -> Result<Response, Failure> {
+    let status = response.status().as_u16();
+    if !transient_status(status) {
+        return Ok(response);
+    }
+    let retry_after = retry_after(&response);
+    let body = response.bytes().unwrap_or_default();
+    Err(Failure {
+        retry_after,
+        ..Failure::transient(format!("{what}: HTTP {status}{}", error_text(&body)))
+    })
 }
 
 pub(super) fn retry_after(response: &Response) -> Option<Duration> {
