@@ -7,6 +7,7 @@
 //! runs it over a repository's tags; the binary's `cli` only parses flags.
 
 pub mod authenticode;
+pub mod civil_time;
 pub mod cmdline;
 pub mod content_digest;
 pub mod digest;
