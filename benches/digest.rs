@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench digest`. The image is generated on first use (see
 //! tests/common/realistic.rs) and cached under the target directory.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::io::Read;

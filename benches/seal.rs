@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench seal`. The image is generated on first use from the realistic
 //! Debian-based test image (tests/common/realistic.rs) plus small layers, cached under target/.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "support/measure.rs"]
 mod measure;
@@ -82,7 +82,8 @@ fn bench_image() -> BuiltImage {
 /// The new layer's compression choices on a UKI-sized file of incompressible bytes (a UKI is a
 /// compressed kernel and initramfs): time of the one compression pass and blob size.
 fn layer_compression_figures() {
-    use bootseal::layer_writer::{LayerCompression, LayerContents, LayerEntry};
+    use bootseal::compression::Compression as LayerCompression;
+    use bootseal::layer_writer::{LayerContents, LayerEntry};
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let data: Vec<u8> = (0..44 << 20)
         .map(|_| {

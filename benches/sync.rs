@@ -9,7 +9,7 @@
 //! dominate as in real OS images (a Fedora bootc base is ~1.7 GB in ~70 layers).
 //! Run: `cargo bench --bench sync`. The layout is generated once and cached under target/.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "support/measure.rs"]
 mod measure;

@@ -6,12 +6,13 @@
 //! reach 10 MiB (trailing data after the last PE section is allowed and is embedded and
 //! hashed like the rest); the initramfs is a real cpio holding a 40 MiB pseudo-random file.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use bootseal::authenticode;
+use bootseal::signer::keys;
 use bootseal::signer::{CertifiedSigner, FileKey};
-use bootseal::{keys, uki};
+use bootseal::uki;
 use common::*;
 use std::path::Path;
 use std::process::Command;

@@ -76,7 +76,7 @@ const TRUSTED_PEM: &[u8] = include_bytes!("resources/trusted.pem");
 
 fn trusted() -> &'static x509_cert::Certificate {
     static CERT: OnceLock<x509_cert::Certificate> = OnceLock::new();
-    CERT.get_or_init(|| bootseal::keys::load_certificate(TRUSTED_PEM).expect("trusted.pem"))
+    CERT.get_or_init(|| bootseal::signer::keys::load_certificate(TRUSTED_PEM).expect("trusted.pem"))
 }
 
 /// One PE file through everything that reads PEs: header parsing, `inspect` (sections,

@@ -254,7 +254,7 @@ pub fn from_kargs_d(files: &[(String, Vec<u8>)], oci_arch: &str) -> Result<Vec<S
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut out = Vec::new();
     for (name, bytes) in sorted {
-        let source = format!("/usr/lib/bootc/kargs.d/{name}");
+        let source = format!("{}/{name}", crate::bootc_paths::KARGS_D);
         let text = std::str::from_utf8(bytes).map_err(|_| format!("{source}: not UTF-8"))?;
         let parsed: KargsFile = toml::from_str(text)
             .map_err(|e| format!("{source}: {}", e.message().replace('\n', "; ")))?;

@@ -11,33 +11,8 @@ use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::compression::Compression;
 use crate::content_digest::{ContentDigest, CountingReader, DigestMismatch, VerifyingReader};
-
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// Maps a layer media type to its compression; any other media type is an error.
-    pub fn from_media_type(media_type: &str) -> Result<Self, String> {
-        Ok(match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar" => Compression::None,
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Compression::Gzip,
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Compression::Zstd,
-            other => return Err(format!("unknown layer media type {other:?}")),
-        })
-    }
-}
 
 /// Buffer size for reading compressed input; large reads keep syscall and decoder overhead low.
 const INPUT_BUFFER: usize = 256 * 1024;

@@ -4,47 +4,11 @@
 //! `.wh.NAME` files). The blob is produced once and kept in memory for the upload: the layer is
 //! mostly the UKI (tens of MB), and a kept blob can be sent again when an upload is retried.
 
+use crate::compression::Compression;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::io::{self, Write};
 use std::sync::Arc;
-
-/// How the layer blob is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LayerCompression {
-    #[default]
-    Gzip,
-    Zstd,
-    /// A plain tar (`…layer.v1.tar`).
-    None,
-}
-
-impl LayerCompression {
-    /// The default for a manifest family. The layer is mostly the UKI, already-compressed
-    /// data: gzip gains nothing on it at ~35 MB/s, zstd passes it through at hundreds of MB/s
-    /// (README, "Performance"). Docker schema2 has no zstd layer type, so it keeps gzip.
-    pub fn default_for(manifest_media_type: &str) -> LayerCompression {
-        if manifest_media_type == crate::manifest::DOCKER_MANIFEST {
-            LayerCompression::Gzip
-        } else {
-            LayerCompression::Zstd
-        }
-    }
-}
-
-impl std::str::FromStr for LayerCompression {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "gzip" => Ok(Self::Gzip),
-            "zstd" => Ok(Self::Zstd),
-            "none" => Ok(Self::None),
-            _ => Err(format!(
-                "unknown compression {s:?} (expected gzip, zstd or none)"
-            )),
-        }
-    }
-}
 
 /// One tar entry of the new layer.
 #[derive(Clone, Debug)]
@@ -174,7 +138,7 @@ impl LayerContents {
     /// same bytes (gzip header without name or time; zstd without checksum options changing).
     pub fn write_blob<W: Write + Send>(
         &self,
-        compression: LayerCompression,
+        compression: Compression,
         out: W,
     ) -> io::Result<WrittenLayer> {
         // Two stages overlapped on two threads: tar + diff_id hash here, compression + blob
@@ -184,7 +148,7 @@ impl LayerContents {
             let compressor = scope.spawn(move || -> io::Result<(String, u64)> {
                 let mut blob = HashingWriter::new(out);
                 match compression {
-                    LayerCompression::Gzip => {
+                    Compression::Gzip => {
                         let mut enc = flate2::GzBuilder::new()
                             .mtime(0)
                             .operating_system(255)
@@ -194,14 +158,14 @@ impl LayerContents {
                         }
                         enc.finish()?;
                     }
-                    LayerCompression::Zstd => {
+                    Compression::Zstd => {
                         let mut enc = zstd::Encoder::new(&mut blob, 3)?;
                         for chunk in rx {
                             enc.write_all(&chunk)?;
                         }
                         enc.finish()?;
                     }
-                    LayerCompression::None => {
+                    Compression::None => {
                         for chunk in rx {
                             blob.write_all(&chunk)?;
                         }
@@ -235,12 +199,12 @@ impl LayerContents {
     }
 
     /// Digests and size without keeping the blob.
-    pub fn describe(&self, compression: LayerCompression) -> io::Result<WrittenLayer> {
+    pub fn describe(&self, compression: Compression) -> io::Result<WrittenLayer> {
         self.write_blob(compression, io::sink())
     }
 
     /// The blob in memory with its digests: the one compression pass of a seal.
-    pub fn compress(&self, compression: LayerCompression) -> io::Result<(WrittenLayer, Bytes)> {
+    pub fn compress(&self, compression: Compression) -> io::Result<(WrittenLayer, Bytes)> {
         let content: usize = self
             .entries
             .iter()
@@ -361,11 +325,7 @@ mod tests {
 
     #[test]
     fn reproducible_and_digests_match_the_bytes() {
-        for c in [
-            LayerCompression::Gzip,
-            LayerCompression::Zstd,
-            LayerCompression::None,
-        ] {
+        for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
             let mut a = Vec::new();
             let wa = sample().write_blob(c, &mut a).unwrap();
             let mut b = Vec::new();

@@ -7,8 +7,11 @@
 //! runs it over a repository's tags; the binary's `cli` only parses flags.
 
 pub mod authenticode;
+pub mod bootc_paths;
+pub mod cert_chain;
 pub mod civil_time;
 pub mod cmdline;
+pub mod compression;
 pub mod content_digest;
 pub mod digest;
 pub mod efi_keys;
@@ -28,6 +31,5 @@ pub mod sync;
 pub mod text;
 pub mod tree;
 pub mod uki;
-
-/// Key and certificate files; kept at the crate root for existing callers.
-pub use signer::keys;
+pub mod verify;
+pub(crate) mod worker_pool;

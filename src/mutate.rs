@@ -2,33 +2,85 @@
 //! of config, manifest and index (the model is go-containerregistry's `mutate`): unknown fields
 //! and key order survive, the manifest family (OCI or Docker schema2) is kept.
 
-use crate::layer_writer::LayerCompression;
-use crate::manifest::{
-    DOCKER_LAYER_GZIP, DOCKER_MANIFEST, Descriptor, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST,
-};
+use crate::manifest::{DOCKER_MANIFEST, Descriptor, sha256_digest};
 use serde_json::{Map, Value, json};
 
-/// The layer media type for a manifest of `manifest_media_type` and a compression; Docker
-/// schema2 has no zstd layer type.
-pub fn layer_media_type(
-    manifest_media_type: &str,
-    compression: LayerCompression,
-) -> Result<&'static str, String> {
-    match (manifest_media_type, compression) {
-        (OCI_MANIFEST, LayerCompression::Gzip) => Ok(OCI_LAYER_GZIP),
-        (OCI_MANIFEST, LayerCompression::Zstd) => Ok(OCI_LAYER_ZSTD),
-        (OCI_MANIFEST, LayerCompression::None) => Ok(crate::manifest::OCI_LAYER_TAR),
-        (DOCKER_MANIFEST, LayerCompression::Gzip) => Ok(DOCKER_LAYER_GZIP),
-        // containers/image's DockerV2SchemaLayerMediaTypeUncompressed.
-        (DOCKER_MANIFEST, LayerCompression::None) => {
-            Ok("application/vnd.docker.image.rootfs.diff.tar")
-        }
-        (DOCKER_MANIFEST, LayerCompression::Zstd) => Err(
-            "a Docker schema2 manifest cannot carry a zstd layer; use --layer-compression gzip"
-                .into(),
-        ),
-        (other, _) => Err(format!("cannot add a layer to a manifest of type {other}")),
+/// An image made from a base by appending one layer: the new layer's blob, the edited config
+/// and manifest, and the base's layers it still names. A value; writing it (base blobs first,
+/// manifest last) is the sink's job ([`crate::sink::write_image`]).
+#[derive(Clone, Debug)]
+pub struct NewImage {
+    /// The base's layers, present in the source: mounted or copied.
+    pub base_layers: Vec<Descriptor>,
+    pub layer: Descriptor,
+    /// The new layer's compressed blob, as uploaded.
+    pub layer_blob: bytes::Bytes,
+    pub config: Descriptor,
+    pub config_bytes: Vec<u8>,
+    /// The manifest's descriptor (with the base's platform) and exact bytes.
+    pub manifest: Descriptor,
+    pub manifest_bytes: Vec<u8>,
+}
+
+impl NewImage {
+    /// The new manifest as a document (exact bytes).
+    pub fn manifest_document(&self) -> Result<crate::manifest::Document, String> {
+        crate::manifest::Document::parse(
+            self.manifest_bytes.clone(),
+            Some(&self.manifest.media_type),
+        )
     }
+}
+
+/// What changes besides the layer: the new history entry, labels and manifest annotations.
+pub struct Edits<'a> {
+    pub history: &'a HistoryEntry,
+    pub labels: &'a [(String, String)],
+    pub annotations: &'a [(String, String)],
+}
+
+/// `base` with `layer` (whose uncompressed digest is `diff_id`) appended: the pure edit of
+/// go-containerregistry's `mutate.Append` + `mutate.Config`, over the base's own JSON so
+/// unknown fields and key order survive.
+pub fn append_layer(
+    base: &crate::source::ResolvedImage,
+    layer: Descriptor,
+    layer_blob: bytes::Bytes,
+    diff_id: &str,
+    edits: &Edits,
+) -> Result<NewImage, String> {
+    let config = config_with_layer(&base.config, diff_id, edits.history, edits.labels)?;
+    let config_bytes = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
+    let config_descriptor = Descriptor {
+        media_type: base.config_descriptor.media_type.clone(),
+        digest: sha256_digest(&config_bytes),
+        size: config_bytes.len() as u64,
+        platform: None,
+        annotations: None,
+    };
+    let manifest = manifest_with_layer(
+        &base.manifest.json,
+        &config_descriptor,
+        &layer,
+        edits.annotations,
+    )?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    let manifest_descriptor = Descriptor {
+        media_type: base.manifest.media_type.clone(),
+        digest: sha256_digest(&manifest_bytes),
+        size: manifest_bytes.len() as u64,
+        platform: Some(base.platform.clone()),
+        annotations: None,
+    };
+    Ok(NewImage {
+        base_layers: base.layers.clone(),
+        layer,
+        layer_blob,
+        config: config_descriptor,
+        config_bytes,
+        manifest: manifest_descriptor,
+        manifest_bytes,
+    })
 }
 
 /// The config history entry for the new layer.
@@ -262,6 +314,7 @@ pub fn rfc3339(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::OCI_LAYER_GZIP;
 
     #[test]
     fn unknown_fields_and_order_survive() {
@@ -328,11 +381,6 @@ mod tests {
         assert!(out.get("annotations").is_none());
         assert_eq!(out["config"]["digest"], "sha256:dd");
         assert_eq!(out["layers"][0]["digest"], "sha256:cc");
-        assert!(layer_media_type(DOCKER_MANIFEST, LayerCompression::Zstd).is_err());
-        assert_eq!(
-            layer_media_type(OCI_MANIFEST, LayerCompression::Zstd).unwrap(),
-            OCI_LAYER_ZSTD
-        );
     }
 
     #[test]

@@ -11,12 +11,12 @@ pub mod spc;
 pub mod table;
 pub mod verify;
 
-use crate::keys::KeyError;
 use crate::pe::PeError;
+use crate::signer::CertifiedSigner;
+use crate::signer::keys::KeyError;
 use thiserror::Error;
 use x509_cert::Certificate;
 
-pub use crate::signer::CertifiedSigner;
 pub use hash::image_hash;
 
 /// Why signing or verifying failed.
@@ -117,7 +117,7 @@ pub fn attach(
     let sd = signed_data::parse(pkcs7)?;
     let verified = verify::verify_signed_data(&sd, &digest, 0)?;
     if let Some(t) = trusted
-        && !verify::chains_to(&verified.signer, &verified.certificates, t)
+        && !crate::cert_chain::chains_to(&verified.signer, &verified.certificates, t)
     {
         return Err(AuthenticodeError::Untrusted {
             subject: t.tbs_certificate.subject.to_string(),
@@ -209,7 +209,9 @@ pub fn verify(image: &[u8], trusted: &Certificate) -> Result<usize, Authenticode
         match signed_data::parse(&e.blob)
             .and_then(|sd| verify::verify_signed_data(&sd, &digest, index))
         {
-            Ok(v) if verify::chains_to(&v.signer, &v.certificates, trusted) => return Ok(index),
+            Ok(v) if crate::cert_chain::chains_to(&v.signer, &v.certificates, trusted) => {
+                return Ok(index);
+            }
             Ok(_) => {
                 last_err = Some(AuthenticodeError::Untrusted {
                     subject: trusted.tbs_certificate.subject.to_string(),

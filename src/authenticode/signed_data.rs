@@ -5,17 +5,14 @@
 //! always gives the same bytes.
 
 use super::AuthenticodeError;
-use super::spc::{SHA256, SPC_INDIRECT_DATA, SpcIndirectDataContent};
+use super::spc::{SPC_INDIRECT_DATA, SpcIndirectDataContent};
+use crate::signer::cms as cms_build;
 use crate::signer::{CertifiedSigner, HashAlg};
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
-};
+use cms::content_info::ContentInfo;
+use cms::signed_data::SignedData;
 use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
 use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
-use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
 /// id-signedData.
@@ -28,13 +25,6 @@ pub const ID_MESSAGE_DIGEST: ObjectIdentifier =
 
 fn der_err(e: der::Error) -> AuthenticodeError {
     AuthenticodeError::Der(e.to_string())
-}
-
-fn alg(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned {
-        oid,
-        parameters: Some(Any::null()),
-    }
 }
 
 /// DER ContentInfo(SignedData) signing `spc` with `signer`.
@@ -64,38 +54,16 @@ pub fn build(
     let to_sign = signed_attrs.to_der().map_err(der_err)?;
     let signature = signer.key().sign(HashAlg::Sha256, &to_sign)?;
 
-    let cert = signer.certificate();
-    let signer_info = SignerInfo {
-        version: CmsVersion::V1,
-        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: cert.tbs_certificate.issuer.clone(),
-            serial_number: cert.tbs_certificate.serial_number.clone(),
-        }),
-        digest_alg: alg(SHA256),
+    let mut certificates = vec![signer.certificate().clone()];
+    certificates.extend(signer.extra_certificates().iter().cloned());
+    let signed_data = cms_build::signed_data(cms_build::Signed {
+        certificates: &certificates,
+        content_type: SPC_INDIRECT_DATA,
+        content: Some(econtent),
         signed_attrs: Some(signed_attrs),
-        signature_algorithm: alg(crate::keys::RSA_ENCRYPTION),
-        signature: OctetString::new(signature).map_err(der_err)?,
-        unsigned_attrs: None,
-    };
-    let mut certs = vec![CertificateChoices::Certificate(cert.clone())];
-    certs.extend(
-        signer
-            .extra_certificates()
-            .iter()
-            .cloned()
-            .map(CertificateChoices::Certificate),
-    );
-    let signed_data = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::try_from(vec![alg(SHA256)]).map_err(der_err)?,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: SPC_INDIRECT_DATA,
-            econtent: Some(econtent),
-        },
-        certificates: Some(CertificateSet::try_from(certs).map_err(der_err)?),
-        crls: None,
-        signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(der_err)?,
-    };
+        signature,
+    })
+    .map_err(der_err)?;
     let ci = ContentInfo {
         content_type: ID_SIGNED_DATA,
         content: Any::encode_from(&signed_data).map_err(der_err)?,

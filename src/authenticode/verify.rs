@@ -6,19 +6,14 @@
 use super::AuthenticodeError;
 use super::signed_data::{ID_CONTENT_TYPE, ID_MESSAGE_DIGEST};
 use super::spc::{SHA256, SPC_INDIRECT_DATA, SpcIndirectDataContent};
-use crate::keys;
+use crate::signer::keys;
 use cms::cert::CertificateChoices;
 use cms::signed_data::{SignedData, SignerIdentifier};
 use der::Encode;
 use der::asn1::{ObjectIdentifier, OctetString};
 use rsa::pkcs1v15::Pkcs1v15Sign;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
-
-const SHA1_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
-const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 
 /// What a valid SignedData proved.
 #[derive(Debug, Clone)]
@@ -159,53 +154,4 @@ pub fn verify_signed_data(
         signer,
         certificates,
     })
-}
-
-/// Does `parent`'s key verify `child`'s certificate signature?
-pub fn issued_by(child: &Certificate, parent: &Certificate) -> bool {
-    if child.tbs_certificate.issuer != parent.tbs_certificate.subject {
-        return false;
-    }
-    let Ok(key) = keys::certificate_rsa_key(parent) else {
-        return false;
-    };
-    let Ok(tbs) = child.tbs_certificate.to_der() else {
-        return false;
-    };
-    let sig = child.signature.raw_bytes();
-    let oid = child.signature_algorithm.oid;
-    let ok = if oid == SHA256_WITH_RSA {
-        key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&tbs), sig)
-    } else if oid == SHA384_WITH_RSA {
-        key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(&tbs), sig)
-    } else if oid == SHA512_WITH_RSA {
-        key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(&tbs), sig)
-    } else if oid == SHA1_WITH_RSA {
-        key.verify(
-            Pkcs1v15Sign::new::<sha1::Sha1>(),
-            &sha1::Sha1::digest(&tbs),
-            sig,
-        )
-    } else {
-        return false;
-    };
-    ok.is_ok()
-}
-
-/// True if `signer` is `trusted` or chains up to it through `pool` (at most 8 links).
-pub fn chains_to(signer: &Certificate, pool: &[Certificate], trusted: &Certificate) -> bool {
-    let mut current = signer.clone();
-    for _ in 0..8 {
-        if current == *trusted || issued_by(&current, trusted) {
-            return true;
-        }
-        match pool
-            .iter()
-            .find(|p| **p != current && issued_by(&current, p))
-        {
-            Some(next) => current = next.clone(),
-            None => return false,
-        }
-    }
-    false
 }

@@ -1,7 +1,6 @@
 //! Command-line interface: flag parsing only; every subcommand calls into the library.
 
 pub mod build_uki;
-mod build_uki_from;
 mod completions;
 mod digest;
 mod enroll;

@@ -4,7 +4,7 @@
 use super::options::{ComposefsArgArgs, DigestFormatArgs, SigningArgs, parse_platform};
 use super::read_pe;
 use anyhow::{Context, bail};
-use bootseal::layer_writer::LayerCompression;
+use bootseal::compression::Compression;
 use bootseal::manifest::Platform;
 use bootseal::reference::ImageRef;
 use bootseal::registry::RegistryOptions;
@@ -73,7 +73,7 @@ pub struct SealFlags {
     /// New layer compression: gzip, zstd or none (default: zstd for OCI images, gzip for
     /// Docker schema2, which has no zstd layers)
     #[arg(long = "layer-compression", alias = "compression", value_name = "C")]
-    compression: Option<LayerCompression>,
+    compression: Option<Compression>,
     #[command(flatten)]
     format: DigestFormatArgs,
     #[command(flatten)]

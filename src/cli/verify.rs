@@ -6,7 +6,7 @@ use super::write_output;
 use anyhow::bail;
 use bootseal::manifest::Platform;
 use bootseal::reference::ImageRef;
-use bootseal::seal::policy::{PolicyOptions, verify_image};
+use bootseal::verify::{PolicyOptions, verify_image};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]

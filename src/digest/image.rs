@@ -32,9 +32,9 @@ pub fn of_image(
     source_opts: &SourceOptions,
     platform: &Platform,
     opts: &DigestOptions,
-) -> anyhow::Result<DigestReport> {
+) -> Result<DigestReport, super::DigestError> {
     let source = source::open(image, source_opts)?;
     let resolved = source::resolve(source.as_ref(), platform)?;
     let layers = layer_inputs(&source, &resolved);
-    Ok(compute(&resolved.name, layers, opts)?)
+    compute(&resolved.name, layers, opts)
 }

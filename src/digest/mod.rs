@@ -95,8 +95,11 @@ impl std::str::FromStr for ComposefsCompat {
     }
 }
 
+/// Why a layer could not be opened (the source's own error, shown as it is).
+pub type OpenError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Opens a layer's compressed bytes.
-pub type OpenLayer = Box<dyn FnOnce() -> anyhow::Result<Box<dyn Read + Send>> + Send>;
+pub type OpenLayer = Box<dyn FnOnce() -> Result<Box<dyn Read + Send>, OpenError> + Send>;
 
 /// One layer as the digest needs it, independent of where the bytes come from.
 pub struct LayerInput {
@@ -221,6 +224,12 @@ impl std::fmt::Display for DigestError {
 }
 
 impl std::error::Error for DigestError {}
+
+impl From<crate::source::SourceError> for DigestError {
+    fn from(e: crate::source::SourceError) -> Self {
+        DigestError::image(&e.image, e.message)
+    }
+}
 
 impl DigestError {
     fn image(image: &str, message: impl Into<String>) -> Self {

@@ -7,11 +7,12 @@
 //! layer order is reported; layers after a failure are cancelled.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::layer_stream::LayerStream;
 use crate::tree::{CaptureSet, EntryError, ParsedLayer, TreeBuilder, parse_layer};
+use crate::worker_pool::{self, Flow};
 
 use super::layer_cache::Lookup;
 use super::{DigestError, LayerCache, LayerInput};
@@ -35,7 +36,7 @@ fn process_layer(
     capture: &CaptureSet,
     cancel: &AtomicBool,
 ) -> Result<LayerResult, EntryError> {
-    let reader = (input.open)().map_err(|e| EntryError::layer(format!("{e:#}")))?;
+    let reader = (input.open)().map_err(|e| EntryError::layer(e.to_string()))?;
     let mut stream =
         LayerStream::open(reader, &input.media_type, &input.diff_id).map_err(EntryError::layer)?;
     let parsed = parse_layer(&mut stream, capture, cancel)?;
@@ -88,16 +89,13 @@ pub(crate) fn build_tree(
     let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
     let slots: Vec<Mutex<Option<LayerInput>>> =
         layers.into_iter().map(|l| Mutex::new(Some(l))).collect();
-    let next = AtomicUsize::new(0);
-    // Layers with an index above this are not worth finishing: an earlier one failed.
-    let first_failure = AtomicUsize::new(usize::MAX);
+    // A layer after a failed one is not worth finishing: its parse stops at the next entry.
     let cancel_flags: Vec<AtomicBool> = (0..count).map(|_| AtomicBool::new(false)).collect();
-
     let fail = |index: usize| {
-        first_failure.fetch_min(index, Ordering::SeqCst);
         for flag in &cancel_flags[index + 1..] {
             flag.store(true, Ordering::Relaxed);
         }
+        Flow::StopAfter(index)
     };
 
     let mut built = BuiltTree {
@@ -108,36 +106,23 @@ pub(crate) fn build_tree(
         external_bytes: 0,
     };
     let mut error: Option<(usize, EntryError)> = None;
+    let mut ready: BTreeMap<usize, LayerResult> = BTreeMap::new();
+    let mut next_to_apply = 0;
 
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Result<LayerResult, EntryError>)>();
-        for _ in 0..parallelism.clamp(1, count.max(1)) {
-            let tx = tx.clone();
-            let (slots, next, first_failure, cancel_flags) =
-                (&slots, &next, &first_failure, &cancel_flags);
-            scope.spawn(move || {
-                loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    if index >= count || index > first_failure.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let input = slots[index]
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                        .expect("each layer is taken once");
-                    let result = cached_or_processed(input, capture, &cancel_flags[index], cache);
-                    if tx.send((index, result)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-
-        let mut ready: BTreeMap<usize, LayerResult> = BTreeMap::new();
-        let mut next_to_apply = 0;
-        for (index, result) in rx {
+    let started = worker_pool::run(
+        count,
+        parallelism,
+        || Ok::<_, std::convert::Infallible>(()),
+        |_, index| {
+            let input = slots[index]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .expect("each layer is taken once");
+            cached_or_processed(input, capture, &cancel_flags[index], cache)
+        },
+        |index, result| {
+            let mut flow = Flow::Continue;
             match result {
                 Ok(r) => {
                     ready.insert(index, r);
@@ -146,7 +131,7 @@ pub(crate) fn build_tree(
                     if error.as_ref().is_none_or(|(i, _)| index < *i) {
                         error = Some((index, e));
                     }
-                    fail(index);
+                    flow = fail(index);
                 }
             }
             while let Some(r) = ready.remove(&next_to_apply) {
@@ -161,7 +146,7 @@ pub(crate) fn build_tree(
                     if error.as_ref().is_none_or(|(i, _)| next_to_apply < *i) {
                         error = Some((next_to_apply, e));
                     }
-                    fail(next_to_apply);
+                    flow = fail(next_to_apply);
                     break;
                 }
                 next_to_apply += 1;
@@ -170,8 +155,12 @@ pub(crate) fn build_tree(
             if let Some((i, _)) = &error {
                 ready.retain(|k, _| k < i);
             }
-        }
-    });
+            flow
+        },
+    );
+    if let Err(never) = started {
+        match never {}
+    }
 
     match error {
         Some((index, e)) => Err(DigestError {

@@ -12,15 +12,10 @@ use super::EfiKeyError;
 use super::esl;
 use super::guid::{self, Guid};
 use crate::signer::{CertifiedSigner, HashAlg};
-use cms::cert::IssuerAndSerialNumber;
-use cms::content_info::CmsVersion;
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
-};
-use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec};
+use cms::signed_data::{SignedData, SignerIdentifier};
+use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use sha2::{Digest, Sha256};
-use spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
 
 /// id-data: the (detached) content type.
@@ -170,13 +165,6 @@ fn der_err(e: der::Error) -> EfiKeyError {
     }
 }
 
-fn sha256_alg() -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned {
-        oid: SHA256_OID,
-        parameters: Some(Any::null()),
-    }
-}
-
 /// Build the `.auth` file: `data` (signature lists; empty deletes the variable) signed by
 /// `signer` for `var`, with `append` setting EFI_VARIABLE_APPEND_WRITE.
 pub fn build(
@@ -192,38 +180,15 @@ pub fn build(
         .key()
         .sign(HashAlg::Sha256, &message)
         .map_err(|e| EfiKeyError::Sign(e.to_string()))?;
-    let cert = signer.certificate();
-    let signer_info = SignerInfo {
-        version: CmsVersion::V1,
-        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: cert.tbs_certificate.issuer.clone(),
-            serial_number: cert.tbs_certificate.serial_number.clone(),
-        }),
-        digest_alg: sha256_alg(),
+    // sign-efi-sig-list embeds the signer's certificate alone and signs the message directly.
+    let signed_data = crate::signer::cms::signed_data(crate::signer::cms::Signed {
+        certificates: std::slice::from_ref(signer.certificate()),
+        content_type: ID_DATA,
+        content: None,
         signed_attrs: None,
-        signature_algorithm: AlgorithmIdentifierOwned {
-            oid: crate::keys::RSA_ENCRYPTION,
-            parameters: Some(Any::null()),
-        },
-        signature: OctetString::new(signature).map_err(der_err)?,
-        unsigned_attrs: None,
-    };
-    let signed_data = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::try_from(vec![sha256_alg()]).map_err(der_err)?,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: ID_DATA,
-            econtent: None,
-        },
-        certificates: Some(
-            CertificateSet::try_from(vec![cms::cert::CertificateChoices::Certificate(
-                cert.clone(),
-            )])
-            .map_err(der_err)?,
-        ),
-        crls: None,
-        signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(der_err)?,
-    };
+        signature,
+    })
+    .map_err(der_err)?;
     let p7 = signed_data.to_der().map_err(der_err)?;
 
     let win_cert_len = 4 + 2 + 2 + 16 + p7.len();
@@ -330,7 +295,7 @@ impl AuthVariable {
             reason,
         };
         let message = signed_message(var, attributes, self.time, &self.data);
-        let key = crate::keys::certificate_rsa_key(signer)
+        let key = crate::signer::keys::certificate_rsa_key(signer)
             .map_err(|e| EfiKeyError::Certificate(e.to_string()))?;
         let content_hash = Sha256::digest(&message);
         for si in self.signed_data.signer_infos.0.iter() {

@@ -254,7 +254,7 @@ mod tests {
         };
         create(d.path(), &opts).unwrap();
         let cert = |n: &str| {
-            crate::keys::load_certificate(
+            crate::signer::keys::load_certificate(
                 &std::fs::read(d.path().join(format!("{n}.crt"))).unwrap(),
             )
             .unwrap()

@@ -6,12 +6,11 @@
 
 use super::EfiKeyError;
 use super::auth::{ATTRIBUTES, AuthVariable, SecureBootVar};
+use crate::bootc_paths::{SECUREBOOT_KEYS, in_layer};
 use der::{Decode, Encode};
 use std::path::Path;
 use x509_cert::Certificate;
 
-/// Where bootc looks for enrollment payloads in the image (no leading slash, as in a layer).
-pub const INSTALL_DIR: &str = "usr/lib/bootc/install/secureboot-keys";
 /// The payload files in enrollment order's reverse (PK last is what systemd-boot enrolls
 /// last; listed as they are signed: PK by PK, KEK by PK, db by KEK).
 pub const FILES: [(&str, SecureBootVar); 3] = [
@@ -165,8 +164,7 @@ impl Enrollment {
             {
                 return Ok(true);
             }
-            if db.tbs_certificate.subject == signer.tbs_certificate.issuer && issued_by(signer, &db)
-            {
+            if crate::cert_chain::issued_by(signer, &db) {
                 return Ok(true);
             }
         }
@@ -175,32 +173,26 @@ impl Enrollment {
 
     /// The files' paths in a layer: `usr/lib/bootc/install/secureboot-keys/<name>/<file>`.
     pub fn layer_paths(&self) -> impl Iterator<Item = (String, &[u8])> {
-        self.files
-            .iter()
-            .map(|(f, b)| (format!("{INSTALL_DIR}/{}/{f}", self.name), b.as_slice()))
+        self.files.iter().map(|(f, b)| {
+            let dir = in_layer(SECUREBOOT_KEYS);
+            (format!("{dir}/{}/{f}", self.name), b.as_slice())
+        })
     }
 }
 
-/// `cert`'s signature verifies with `issuer`'s RSA key (sha256WithRSAEncryption only).
-fn issued_by(cert: &Certificate, issuer: &Certificate) -> bool {
-    use rsa::pkcs1v15::Pkcs1v15Sign;
-    use sha2::{Digest, Sha256};
-    const SHA256_WITH_RSA: der::oid::ObjectIdentifier =
-        der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-    if cert.signature_algorithm.oid != SHA256_WITH_RSA {
-        return false;
+#[cfg(test)]
+impl Enrollment {
+    /// Three files of `bytes` that are never parsed: for tests that only carry an enrollment.
+    pub(crate) fn unchecked(name: &str, bytes: &[u8]) -> Enrollment {
+        Enrollment {
+            name: name.to_string(),
+            files: FILES
+                .iter()
+                .map(|(f, _)| (f.to_string(), bytes.to_vec()))
+                .collect(),
+            parsed: Vec::new(),
+        }
     }
-    let (Ok(key), Ok(tbs)) = (
-        crate::keys::certificate_rsa_key(issuer),
-        cert.tbs_certificate.to_der(),
-    ) else {
-        return false;
-    };
-    let Some(sig) = cert.signature.as_bytes() else {
-        return false;
-    };
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(tbs), sig)
-        .is_ok()
 }
 
 #[cfg(test)]
@@ -222,7 +214,7 @@ mod tests {
         create(d.path(), &opts).unwrap();
         let e = Enrollment::load(d.path(), "auto").unwrap();
         let cert = |n: &str| {
-            crate::keys::load_certificate(
+            crate::signer::keys::load_certificate(
                 &std::fs::read(d.path().join(format!("{n}.crt"))).unwrap(),
             )
             .unwrap()
@@ -230,6 +222,19 @@ mod tests {
         assert!(e.trusts(&cert("db")).unwrap());
         assert!(!e.trusts(&cert("KEK")).unwrap());
         assert!(!e.trusts(&generate("other", 2048, 1).unwrap().cert).unwrap());
+        // A signer issued by the db key with a SHA-384 signature: firmware accepts it, so
+        // enrollment must too (it once accepted SHA-256 only).
+        let db_key = crate::signer::keys::load_private_key(
+            &std::fs::read(d.path().join("db.key")).unwrap(),
+            None,
+        )
+        .unwrap();
+        let leaf = crate::cert_chain::tests::leaf_signed_with(
+            &cert("db"),
+            &db_key,
+            crate::signer::HashAlg::Sha384,
+        );
+        assert!(e.trusts(&leaf).unwrap(), "SHA-384 signed by db");
         for bad in ["", "..", "a/b", "x y"] {
             assert!(Enrollment::load(d.path(), bad).is_err(), "{bad}");
         }

@@ -3,24 +3,20 @@
 //! own metadata; read from the applied tree before the digest (bootc's layout:
 //! `/usr/lib/modules/<kver>/{vmlinuz,initramfs.img}`, `/usr/lib/systemd/boot/efi/`).
 
+use crate::bootc_paths::{self, INITRDS, KARGS_FILES, KERNELS, OS_RELEASE, SYSTEMD_EFI, UKI_DIR};
 use crate::tree::{CaptureSet, CapturedFiles};
 use std::ffi::OsStr;
-
-const KERNELS: &str = "/usr/lib/modules/*/vmlinuz";
-const INITRDS: &str = "/usr/lib/modules/*/initramfs.img";
-const EFI_DIR: &str = "/usr/lib/systemd/boot/efi";
-const KARGS_D: &str = "/usr/lib/bootc/kargs.d/*.toml";
 
 /// The files to stash while the base layers stream.
 pub fn capture_set() -> CaptureSet {
     CaptureSet::new()
         .with(KERNELS)
         .with(INITRDS)
-        .with("/usr/lib/os-release")
-        .with("/etc/os-release")
-        .with(&format!("{EFI_DIR}/*.efi.stub"))
-        .with(&format!("{EFI_DIR}/systemd-boot*.efi"))
-        .with(KARGS_D)
+        .with(OS_RELEASE[0])
+        .with(OS_RELEASE[1])
+        .with(&format!("{SYSTEMD_EFI}/*.efi.stub"))
+        .with(&format!("{SYSTEMD_EFI}/systemd-boot*.efi"))
+        .with(KARGS_FILES)
 }
 
 /// The EFI file-name suffix of an OCI architecture (`x64`, `aa64`).
@@ -36,10 +32,7 @@ pub fn efi_arch(oci_arch: &str) -> Result<&'static str, String> {
 
 /// Where the image's systemd stub for `oci_arch` is.
 pub fn stub_path(oci_arch: &str) -> String {
-    format!(
-        "{EFI_DIR}/linux{}.efi.stub",
-        efi_arch(oci_arch).unwrap_or("?")
-    )
+    bootc_paths::stub(efi_arch(oci_arch).unwrap_or("?"))
 }
 
 /// Mode, uid and gid of a directory in the image.
@@ -75,19 +68,27 @@ pub fn find(
     oci_arch: &str,
 ) -> Result<BootInputs, String> {
     // A sealed image has its kernel whited out and a UKI in /boot/EFI/Linux: say so plainly.
-    if let Ok(Some(linux)) = fs.root.get_directory_opt(OsStr::new("boot/EFI/Linux"))
+    if let Ok(Some(linux)) = fs
+        .root
+        .get_directory_opt(OsStr::new(bootc_paths::in_layer(UKI_DIR)))
         && let Some((name, _)) = linux.entries().next()
     {
         return Err(format!(
-            "image is already sealed: /boot/EFI/Linux/{} exists (seal the unsealed base instead)",
+            "image is already sealed: {UKI_DIR}/{} exists (seal the unsealed base instead)",
             name.to_string_lossy()
         ));
     }
     let kernels = captured.matching(KERNELS);
     let kver = match kernels.as_slice() {
-        [] => return Err("not a bootc image: no kernel at /usr/lib/modules/<kver>/vmlinuz".into()),
+        [] => {
+            return Err(format!(
+                "not a bootc image: no kernel at {}",
+                bootc_paths::kernel("<kver>")
+            ));
+        }
         [one] => one
-            .trim_start_matches("/usr/lib/modules/")
+            .trim_start_matches(bootc_paths::MODULES)
+            .trim_start_matches('/')
             .trim_end_matches("/vmlinuz")
             .to_owned(),
         many => {
@@ -98,25 +99,26 @@ pub fn find(
             ));
         }
     };
-    let module_dir = format!("/usr/lib/modules/{kver}");
-    let kernel = captured.read(&format!("{module_dir}/vmlinuz"))?;
+    let module_dir = bootc_paths::module_dir(&kver);
+    let kernel = captured.read(&bootc_paths::kernel(&kver))?;
     let initrd = captured
         .read(&format!("{module_dir}/initramfs.img"))
         .map_err(|_| format!("not a bootc image: no initramfs at {module_dir}/initramfs.img"))?;
     let os_release = captured
-        .read("/usr/lib/os-release")
-        .or_else(|_| captured.read("/etc/os-release"))
+        .read(OS_RELEASE[0])
+        .or_else(|_| captured.read(OS_RELEASE[1]))
         .map_err(|_| {
-            "not a bootc image: no /usr/lib/os-release (nor /etc/os-release)".to_owned()
+            format!(
+                "not a bootc image: no {} (nor {})",
+                OS_RELEASE[0], OS_RELEASE[1]
+            )
         })?;
     let arch = efi_arch(oci_arch)?;
-    let stub = captured
-        .read(&format!("{EFI_DIR}/linux{arch}.efi.stub"))
-        .ok();
-    let sd_path = format!("{EFI_DIR}/systemd-boot{arch}.efi");
+    let stub = captured.read(&bootc_paths::stub(arch)).ok();
+    let sd_path = format!("{SYSTEMD_EFI}/systemd-boot{arch}.efi");
     let systemd_boot = captured.read(&sd_path).ok().map(|b| (sd_path, b));
     let mut kargs_d = Vec::new();
-    for path in captured.matching(KARGS_D) {
+    for path in captured.matching(KARGS_FILES) {
         let name = path.rsplit('/').next().unwrap_or(path).to_owned();
         kargs_d.push((name, captured.read(path)?));
     }

@@ -3,8 +3,8 @@
 //! `bootc install` picks them up, inside the composefs digest like every other file.
 
 use super::SealOptions;
+use crate::bootc_paths::{SECUREBOOT_KEYS, in_layer};
 use crate::efi_keys::Enrollment;
-use crate::efi_keys::enrollment::INSTALL_DIR;
 use crate::layer_writer::LayerEntry;
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -17,7 +17,8 @@ pub fn layer_entries(
 ) -> Vec<LayerEntry> {
     let mut entries = Vec::new();
     let mut dir = String::new();
-    for part in format!("{INSTALL_DIR}/{}", enrollment.name).split('/') {
+    let install_dir = in_layer(SECUREBOOT_KEYS);
+    for part in format!("{install_dir}/{}", enrollment.name).split('/') {
         if !dir.is_empty() {
             dir.push('/');
         }
@@ -63,98 +64,4 @@ pub fn check_trusted(enrollment: &Enrollment, opts: &SealOptions) -> Result<(), 
         )),
         Err(e) => Err(format!("--enroll-keys: {e}")),
     }
-}
-
-/// Where `verify` looks for enrollment payloads (absolute, as captured).
-pub const PAYLOADS: &str = "/usr/lib/bootc/install/secureboot-keys/*/*.auth";
-
-/// `verify`'s view of the enrollment payloads an image carries: per name, whether PK.auth,
-/// KEK.auth and db.auth parse and chain, and whether the UKI and the signed boot loaders
-/// (path, bytes) chain to a certificate that db.auth enrolls. No payload: no checks.
-pub fn verify_checks(
-    captured: &crate::tree::CapturedFiles,
-    uki: Option<&[u8]>,
-    bootloaders: &[(String, Vec<u8>)],
-) -> Vec<super::policy::Check> {
-    use std::collections::BTreeMap;
-    // name -> (file name, its bytes or why they could not be read)
-    type Files = Vec<(String, Result<Vec<u8>, String>)>;
-    let mut by_name: BTreeMap<String, Files> = BTreeMap::new();
-    for path in captured.matching(PAYLOADS) {
-        let mut parts = path.rsplitn(3, '/');
-        let (Some(file), Some(name)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        by_name
-            .entry(name.to_string())
-            .or_default()
-            .push((file.to_string(), captured.read(path)));
-    }
-    let mut checks = Vec::new();
-    let mut check = |name: String, ok: bool, detail: String| {
-        checks.push(super::policy::Check { name, ok, detail })
-    };
-    for (name, files) in by_name {
-        let label = format!("enrollment payload {name}");
-        let mut given = Vec::new();
-        for (f, r) in files {
-            match r {
-                Ok(b) => given.push((f, b)),
-                Err(e) => check(label.clone(), false, e),
-            }
-        }
-        let e = match Enrollment::from_files(&name, given) {
-            Ok(e) => e,
-            Err(err) => {
-                check(label, false, format!("{INSTALL_DIR}/{name}: {err}"));
-                continue;
-            }
-        };
-        let db = match e.db_certificates() {
-            Ok(db) => db,
-            Err(err) => {
-                check(label, false, err.to_string());
-                continue;
-            }
-        };
-        let subjects: Vec<String> = db
-            .iter()
-            .map(|c| c.tbs_certificate.subject.to_string())
-            .collect();
-        check(
-            label,
-            true,
-            format!(
-                "/{INSTALL_DIR}/{name}/{{PK,KEK,db}}.auth chain PK -> KEK -> db; db: {}",
-                subjects.join("; ")
-            ),
-        );
-        let chains = |bytes: &[u8]| {
-            db.iter()
-                .any(|c| crate::authenticode::verify(bytes, c).is_ok())
-        };
-        if let Some(uki) = uki {
-            let ok = chains(uki);
-            check(
-                format!("UKI signature chains to db of {name}"),
-                ok,
-                if ok {
-                    "a machine enrolled from this payload boots the UKI".into()
-                } else {
-                    "no UKI signature chains to a db.auth certificate: this payload would \
-                     lock the image out"
-                        .into()
-                },
-            );
-        }
-        for (path, bytes) in bootloaders {
-            let ok = chains(bytes);
-            check(
-                format!("bootloader signature chains to db of {name}"),
-                ok,
-                path.clone(),
-            );
-        }
-    }
-    checks
 }

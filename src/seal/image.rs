@@ -4,10 +4,12 @@
 use super::boot_inputs::{self, BootInputs};
 use super::{SealError, SealOptions, UkiSource};
 use crate::authenticode;
+use crate::bootc_paths;
 use crate::cmdline;
+use crate::compression::Compression;
 use crate::digest::{self, DigestOptions};
-use crate::layer_writer::{LayerCompression, LayerContents, LayerEntry, WrittenLayer};
-use crate::manifest::{Descriptor, sha256_digest};
+use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
+use crate::manifest::Descriptor;
 use crate::mutate::{self, HistoryEntry, ImageDate};
 use crate::source::{ImageSource, ResolvedImage};
 use crate::uki::{self, UkiInputs};
@@ -18,14 +20,9 @@ pub struct SealedImage {
     pub base: ResolvedImage,
     /// The new top layer's entries.
     pub layer: Arc<LayerContents>,
-    /// The new top layer's blob, compressed once, as it is uploaded.
-    pub layer_blob: bytes::Bytes,
-    pub layer_descriptor: Descriptor,
+    /// The new image: layer blob, config and manifest.
+    pub image: mutate::NewImage,
     pub written: WrittenLayer,
-    pub config_bytes: Vec<u8>,
-    pub config_descriptor: Descriptor,
-    pub manifest_bytes: Vec<u8>,
-    pub manifest_descriptor: Descriptor,
     pub digest_hex: String,
     pub cmdline: String,
     pub kver: String,
@@ -101,8 +98,8 @@ pub fn prepare(
         (None, Some(s)) => s.clone(),
         (None, None) => {
             return Err(err(format!(
-                "not a bootc image: no systemd stub at /usr/lib/systemd/boot/efi/linux{}.efi.stub (give --stub)",
-                boot_inputs::efi_arch(&base.platform.architecture).unwrap_or("?")
+                "not a bootc image: no systemd stub at {} (give --stub)",
+                boot_inputs::stub_path(&base.platform.architecture)
             )));
         }
     };
@@ -144,7 +141,13 @@ pub fn prepare(
 impl Prepared {
     /// The unsigned UKI for this image (what `build-uki --from` writes).
     pub fn unsigned_uki(&self, opts: &SealOptions) -> Result<Vec<u8>, SealError> {
-        uki::build(&UkiInputs {
+        self.build_uki(&self.uki_inputs(opts), opts)
+    }
+
+    /// What the sealed UKI is built from: the image's kernel, initramfs, os-release and stub,
+    /// and the sealed command line. Callers may add `.pcrsig` signing before [`Self::build_uki`].
+    pub fn uki_inputs(&self, opts: &SealOptions) -> UkiInputs<'_> {
+        UkiInputs {
             stub: &self.stub,
             linux: &self.inputs.kernel,
             initrd: Some(&self.inputs.initrd),
@@ -153,8 +156,12 @@ impl Prepared {
             uname: Some(&self.inputs.kver),
             allow_section_overlap: opts.allow_section_overlap,
             ..Default::default()
-        })
-        .map_err(|e| {
+        }
+    }
+
+    /// The UKI `inputs` make, with errors naming the image's files.
+    pub fn build_uki(&self, inputs: &UkiInputs, opts: &SealOptions) -> Result<Vec<u8>, SealError> {
+        uki::build(inputs).map_err(|e| {
             // Name the files a refusal is about (the stub and kernel as the image has them).
             let stub = match &opts.stub {
                 Some(_) => "given with --stub".to_owned(),
@@ -168,16 +175,6 @@ impl Prepared {
                 ),
             }
         })
-    }
-}
-
-impl SealedImage {
-    /// The new manifest as a document (exact bytes).
-    pub fn manifest_document(&self) -> Result<crate::manifest::Document, String> {
-        crate::manifest::Document::parse(
-            self.manifest_bytes.clone(),
-            Some(&self.manifest_descriptor.media_type),
-        )
     }
 }
 
@@ -220,7 +217,7 @@ pub fn seal_image(
     layer.entries.insert(
         3,
         LayerEntry::File {
-            path: format!("boot/EFI/Linux/{}.efi", inputs.kver),
+            path: bootc_paths::in_layer(&bootc_paths::uki(&inputs.kver)).into(),
             mode: 0o644,
             uid: 0,
             gid: 0,
@@ -230,9 +227,10 @@ pub fn seal_image(
 
     let compression = opts
         .compression
-        .unwrap_or_else(|| LayerCompression::default_for(&base.manifest.media_type));
-    let media_type =
-        mutate::layer_media_type(&base.manifest.media_type, compression).map_err(err)?;
+        .unwrap_or_else(|| Compression::default_for(&base.manifest.media_type));
+    let media_type = compression
+        .layer_media_type(&base.manifest.media_type)
+        .map_err(err)?;
     let (written, layer_blob) = layer
         .compress(compression)
         .map_err(|e| err(format!("writing the new layer: {e}")))?;
@@ -246,17 +244,7 @@ pub fn seal_image(
     let history = HistoryEntry {
         created: date.text,
         created_by: format!("bootseal seal (composefs={digest_hex})"),
-        comment: format!("sealed UKI /boot/EFI/Linux/{}.efi", inputs.kver),
-    };
-    let config = mutate::config_with_layer(&base.config, &written.diff_id, &history, &opts.labels)
-        .map_err(err)?;
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| err(e.to_string()))?;
-    let config_descriptor = Descriptor {
-        media_type: base.config_descriptor.media_type.clone(),
-        digest: sha256_digest(&config_bytes),
-        size: config_bytes.len() as u64,
-        platform: None,
-        annotations: None,
+        comment: format!("sealed UKI {}", bootc_paths::uki(&inputs.kver)),
     };
     let mut annotations = vec![
         (
@@ -271,31 +259,23 @@ pub fn seal_image(
             name.clone(),
         ));
     }
-    let manifest = mutate::manifest_with_layer(
-        &base.manifest.json,
-        &config_descriptor,
-        &layer_descriptor,
-        &annotations,
+    let image = mutate::append_layer(
+        &base,
+        layer_descriptor,
+        layer_blob,
+        &written.diff_id,
+        &mutate::Edits {
+            history: &history,
+            labels: &opts.labels,
+            annotations: &annotations,
+        },
     )
     .map_err(err)?;
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| err(e.to_string()))?;
-    let manifest_descriptor = Descriptor {
-        media_type: base.manifest.media_type.clone(),
-        digest: sha256_digest(&manifest_bytes),
-        size: manifest_bytes.len() as u64,
-        platform: Some(base.platform.clone()),
-        annotations: None,
-    };
     Ok(SealedImage {
         base,
         layer: Arc::new(layer),
-        layer_blob,
-        layer_descriptor,
+        image,
         written,
-        config_bytes,
-        config_descriptor,
-        manifest_bytes,
-        manifest_descriptor,
         digest_hex,
         cmdline,
         kver: inputs.kver,
@@ -312,10 +292,10 @@ fn signed_bootloader(
         return Ok(None);
     }
     let Some((path, unsigned)) = &inputs.systemd_boot else {
-        return Err(
-            "image has no systemd-boot under /usr/lib/systemd/boot/efi (use --no-sign-bootloader)"
-                .into(),
-        );
+        return Err(format!(
+            "image has no systemd-boot under {} (use --no-sign-bootloader)",
+            bootc_paths::SYSTEMD_EFI
+        ));
     };
     let signed = match (&opts.bootloader, &opts.signer) {
         (Some(supplied), _) => {
@@ -363,7 +343,7 @@ fn sealing_layer(
             mtime_nsec: 0,
         },
         LayerEntry::Directory {
-            path: "boot/EFI/Linux".into(),
+            path: bootc_paths::in_layer(bootc_paths::UKI_DIR).into(),
             mode: 0o755,
             uid: 0,
             gid: 0,
@@ -372,7 +352,7 @@ fn sealing_layer(
     ];
     if let Some((path, bytes)) = bootloader {
         entries.push(LayerEntry::File {
-            path: path.trim_start_matches('/').into(),
+            path: bootc_paths::in_layer(&path).into(),
             mode: 0o644,
             uid: 0,
             gid: 0,
@@ -382,7 +362,7 @@ fn sealing_layer(
     if !opts.keep_kernel {
         for name in ["vmlinuz", "initramfs.img"] {
             entries.push(LayerEntry::Whiteout {
-                dir: format!("usr/lib/modules/{}", inputs.kver),
+                dir: bootc_paths::in_layer(&bootc_paths::module_dir(&inputs.kver)).into(),
                 name: name.into(),
             });
         }

@@ -7,7 +7,6 @@ mod boot_inputs;
 pub(crate) mod enroll;
 mod fingerprint;
 mod image;
-pub mod policy;
 mod write;
 
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
@@ -16,8 +15,8 @@ pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_
 pub use write::{SealReport, seal};
 
 use crate::cmdline::{ArgForm, Expected};
+use crate::compression::Compression;
 use crate::digest::{ComposefsCompat, DigestError, ErofsVersion};
-use crate::layer_writer::LayerCompression;
 use crate::manifest::Platform;
 use crate::signer::CertifiedSigner;
 use crate::source::SourceError;
@@ -51,8 +50,8 @@ pub struct SealOptions {
     /// layout) instead of moving it after the stub's sections (see `uki::assemble`).
     pub allow_section_overlap: bool,
     pub labels: Vec<(String, String)>,
-    /// The new layer's compression; None: by manifest family ([`LayerCompression::default_for`]).
-    pub compression: Option<LayerCompression>,
+    /// The new layer's compression; None: by manifest family ([`Compression::default_for`]).
+    pub compression: Option<Compression>,
     pub erofs_version: ErofsVersion,
     /// composefs-rs release whose digest semantics to follow.
     pub compat: ComposefsCompat,

@@ -1,12 +1,12 @@
-//! Writing sealed images to a sink in the order that never leaves a tag pointing at anything
-//! missing: every blob (base layers mounted or copied, the new layer streamed, the config),
-//! then each platform's manifest, then the index; the tag moves only with the last write.
+//! Sealing one reference: each selected platform sealed into a new image value, written through
+//! the sink (blobs first, [`sink::write_image`]), then each platform's manifest, then the
+//! index; the tag moves only with the last write, so it never points at anything missing.
 
 use super::{SealError, SealOptions, SealedImage, seal_image};
 use crate::manifest::{Descriptor, Document, DocumentKind, sha256_digest};
 use crate::mutate;
 use crate::reference::ImageRef;
-use crate::sink::Sink;
+use crate::sink::{self, Sink};
 use crate::source::{self, ImageSource};
 use std::sync::Arc;
 
@@ -57,9 +57,9 @@ pub fn seal(
                 });
             let base = source::resolve(source.as_ref(), &platform)?;
             let sealed = seal_image(&source, base, opts)?;
-            write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
+            sink::write_image(sink, source.as_ref(), &sealed.image, opts.jobs).map_err(dest_err)?;
             platforms.push(report(&sealed));
-            sealed.manifest_document().map_err(dest_err)?
+            sealed.image.manifest_document().map_err(dest_err)?
         }
         DocumentKind::Index => {
             let mut index = root.json.clone();
@@ -78,16 +78,17 @@ pub fn seal(
                 })?;
             // Untouched platforms keep their digests: copied (or mounted) first, as they are.
             for entry in entries.iter().filter(|e| !selected.contains(&e.digest)) {
-                copy_manifest(source.as_ref(), sink, entry, opts.jobs).map_err(dest_err)?;
+                sink::copy_manifest(sink, source.as_ref(), entry, opts.jobs).map_err(dest_err)?;
             }
             for platform in &opts.platforms {
                 let base = source::resolve(source.as_ref(), platform)?;
                 let old = base.manifest_digest();
                 let sealed = seal_image(&source, base, opts)?;
-                write_image(source.as_ref(), sink, &sealed, opts).map_err(dest_err)?;
-                sink.put_manifest(&sealed.manifest_document().map_err(dest_err)?, None)
+                sink::write_image(sink, source.as_ref(), &sealed.image, opts.jobs)
+                    .map_err(dest_err)?;
+                sink.put_manifest(&sealed.image.manifest_document().map_err(dest_err)?, None)
                     .map_err(|e| dest_err(e.to_string()))?;
-                index = mutate::index_with_replaced(&index, &old, &sealed.manifest_descriptor)
+                index = mutate::index_with_replaced(&index, &old, &sealed.image.manifest)
                     .map_err(dest_err)?;
                 platforms.push(report(&sealed));
             }
@@ -129,11 +130,11 @@ fn report(s: &SealedImage) -> PlatformReport {
     PlatformReport {
         platform: s.base.platform.to_string(),
         base_manifest: s.base.manifest_digest(),
-        manifest: s.manifest_descriptor.digest.clone(),
+        manifest: s.image.manifest.digest.clone(),
         composefs_digest: s.digest_hex.clone(),
         cmdline: s.cmdline.clone(),
         kernel: s.kver.clone(),
-        layer: s.layer_descriptor.clone(),
+        layer: s.image.layer.clone(),
         warnings: s.warnings.clone(),
     }
 }
@@ -145,85 +146,4 @@ fn strip_tag(to: &ImageRef) -> String {
         ImageRef::OciLayout { dir, .. } => format!("oci:{}", dir.display()),
         ImageRef::OciArchive { file, .. } => format!("oci-archive:{}", file.display()),
     }
-}
-
-/// Makes every blob of a sealed image present in the sink (the manifest is the caller's).
-fn write_image(
-    source: &dyn ImageSource,
-    sink: &dyn Sink,
-    sealed: &SealedImage,
-    opts: &SealOptions,
-) -> Result<(), String> {
-    copy_blobs(source, sink, &sealed.base.layers, opts.jobs)?;
-    if !sink
-        .has_blob(&sealed.layer_descriptor)
-        .map_err(|e| e.to_string())?
-    {
-        sink.put_blob_bytes(&sealed.layer_descriptor, sealed.layer_blob.clone())
-            .map_err(|e| format!("new layer {}: {e}", sealed.layer_descriptor.digest))?;
-    }
-    sink.put_blob(&sealed.config_descriptor, &sealed.config_bytes)
-        .map_err(|e| format!("config {}: {e}", sealed.config_descriptor.digest))?;
-    Ok(())
-}
-
-fn copy_blobs(
-    source: &dyn ImageSource,
-    sink: &dyn Sink,
-    blobs: &[Descriptor],
-    jobs: usize,
-) -> Result<(), String> {
-    // Up to `jobs` transfers at once; the first failure stops the others from starting.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failure = std::sync::Mutex::new(None::<String>);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(desc) = blobs.get(i) else { break };
-                    if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        break;
-                    }
-                    let result =
-                        sink.has_blob(desc)
-                            .map_err(|e| e.to_string())
-                            .and_then(|present| match present {
-                                true => Ok(()),
-                                false => sink
-                                    .copy_blob(desc, source)
-                                    .map_err(|e| format!("layer {}: {e}", desc.digest)),
-                            });
-                    if let Err(e) = result {
-                        let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
-                        f.get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// Copies one image manifest named by an index entry, its config and layers, unchanged.
-fn copy_manifest(
-    source: &dyn ImageSource,
-    sink: &dyn Sink,
-    entry: &Descriptor,
-    jobs: usize,
-) -> Result<(), String> {
-    let doc = source.manifest(entry).map_err(|e| e.to_string())?;
-    if doc.kind != DocumentKind::Image {
-        return Err(format!(
-            "index entry {} is not an image manifest",
-            entry.digest
-        ));
-    }
-    let mut blobs = vec![doc.config()?];
-    blobs.extend(doc.layers()?);
-    copy_blobs(source, sink, &blobs, jobs)?;
-    sink.put_manifest(&doc, None).map_err(|e| e.to_string())
 }

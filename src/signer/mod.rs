@@ -9,6 +9,7 @@
 //! so a key file and the same key inside a token give byte-identical signatures.
 //! Key material, passphrases and PINs are never formatted into errors or logs.
 
+pub(crate) mod cms;
 pub mod file;
 pub mod keys;
 pub mod pkcs11;

@@ -4,9 +4,11 @@
 
 mod oci_layout;
 mod registry;
+mod write;
 
 pub use oci_layout::OciLayoutSink;
 pub use registry::RegistrySink;
+pub use write::{copy_blobs, copy_manifest, write_image};
 
 use crate::manifest::{Descriptor, Document};
 use crate::reference::ImageRef;

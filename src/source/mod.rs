@@ -6,7 +6,6 @@ pub mod oci_layout;
 mod registry;
 mod registry_tags;
 
-pub use crate::registry::RegistryOptions;
 pub use oci_archive::OciArchiveSource;
 pub use oci_layout::OciLayoutSource;
 pub use registry::RegistrySource;
@@ -15,6 +14,7 @@ pub use registry_tags::list_tags;
 use crate::content_digest::ContentDigest;
 use crate::manifest::{Descriptor, Document, DocumentKind, Platform, config_diff_ids};
 use crate::reference::ImageRef;
+use crate::registry::RegistryOptions;
 use serde_json::Value;
 use std::io::Read;
 use std::sync::Arc;

@@ -12,11 +12,11 @@ pub use repo::{Repo, is_bootc};
 pub use shard::{Shard, shard_of};
 
 use crate::digest::LayerCache;
+use crate::registry::RegistryOptions;
 use crate::seal::{self, BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION, SealOptions};
 use crate::sink::{OciLayoutSink, Sink};
-use crate::source::{self, RegistryOptions, SourceOptions};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::source::{self, SourceOptions};
+use std::sync::Arc;
 
 /// What happened to one tag.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -147,46 +147,35 @@ pub fn sync(
     };
     // Tags of one repository share most layers: each is read once per run.
     let cache = Arc::new(LayerCache::new(request.layer_cache_budget));
-    let results: Mutex<Vec<Option<TagResult>>> = Mutex::new(vec![None; selected.len()]);
-    let next = AtomicUsize::new(0);
-    let setup_error: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..request.jobs.clamp(1, selected.len().max(1)) {
-            scope.spawn(|| {
-                let mut opts = match make_options() {
-                    Ok(o) => o,
-                    Err(e) => {
-                        lock(&setup_error).get_or_insert(e);
-                        return;
-                    }
-                };
-                opts.layer_cache = (request.layer_cache_budget > 0).then(|| Arc::clone(&cache));
-                let fingerprint = opts.fingerprint();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(tag) = selected.get(i) else { break };
-                    let result = sync_tag(
-                        request,
-                        tag,
-                        &mut opts,
-                        &fingerprint,
-                        layout_sink.as_ref().map(|s| s as &dyn Sink),
-                    );
-                    on_result(&result);
-                    lock(&results)[i] = Some(result);
-                }
-            });
-        }
-    });
-    if let Some(e) = lock(&setup_error).take() {
-        return Err(SyncError::Other(e));
-    }
-    let tags = results
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut results: Vec<Option<TagResult>> = vec![None; selected.len()];
+    // Each worker has its own options (its own signer) and fingerprint.
+    let make_worker = || {
+        let mut opts = make_options()?;
+        opts.layer_cache = (request.layer_cache_budget > 0).then(|| Arc::clone(&cache));
+        let fingerprint = opts.fingerprint();
+        Ok::<_, String>((opts, fingerprint))
+    };
+    crate::worker_pool::run(
+        selected.len(),
+        request.jobs,
+        make_worker,
+        |(opts, fingerprint), i| {
+            sync_tag(
+                request,
+                &selected[i],
+                opts,
+                fingerprint,
+                layout_sink.as_ref().map(|s| s as &dyn Sink),
+            )
+        },
+        |i, result| {
+            on_result(&result);
+            results[i] = Some(result);
+            crate::worker_pool::Flow::Continue
+        },
+    )
+    .map_err(SyncError::Other)?;
+    let tags = results.into_iter().flatten().collect();
     Ok(SyncReport {
         from: request.from.name(),
         to: request.to.name(),
@@ -194,10 +183,6 @@ pub fn sync(
         tags,
         layers_reused: cache.hits(),
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Plans and, when needed, seals one tag; every error becomes this tag's `Failed`.

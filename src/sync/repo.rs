@@ -4,7 +4,8 @@
 
 use crate::manifest::Document;
 use crate::reference::ImageRef;
-use crate::source::{self, ImageSource, RegistryOptions, SourceError};
+use crate::registry::RegistryOptions;
+use crate::source::{self, ImageSource, SourceError};
 use std::path::PathBuf;
 
 /// A repository of tagged images.

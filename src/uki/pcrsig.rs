@@ -56,9 +56,8 @@ impl PcrSigning {
 
     fn public_key(&self) -> Result<RsaPublicKey, UkiError> {
         let public = match &self.public_key_pem {
-            Some(p) => {
-                crate::keys::load_public_key(p).map_err(|e| UkiError::PcrSign(e.to_string()))?
-            }
+            Some(p) => crate::signer::keys::load_public_key(p)
+                .map_err(|e| UkiError::PcrSign(e.to_string()))?,
             None => self.signer.public_key().clone(),
         };
         if &public != self.signer.public_key() {

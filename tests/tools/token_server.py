@@ -16,6 +16,7 @@ usage: token_server.py PORTFILE KEY.pem CERT.pem USER PASSWORD
 import base64
 import json
 import sys
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,17 @@ port_file, key_file, cert_file, user, password = sys.argv[1:6]
 signing_key = open(key_file, "rb").read()
 certificate = x509.load_pem_x509_certificate(open(cert_file, "rb").read())
 chain = [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()]
+log_lock = threading.Lock()
+
+
+def log(record):
+    """One JSON line per request. The server answers on many threads, and `print` writes the
+    text and its newline separately, so two threads could interleave them: one write of the
+    whole line, under a lock, keeps every line whole."""
+    line = json.dumps(record) + "\n"
+    with log_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def granted(scopes, authenticated):
@@ -50,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
         form = parse_qs(self.rfile.read(length).decode())
         field = lambda k: form.get(k, [""])[0]
         if field("grant_type") != "refresh_token" or field("refresh_token") != f"identity-{password}":
-            print(json.dumps({"grant": field("grant_type"), "refused": True}), flush=True)
+            log({"grant": field("grant_type"), "refused": True})
             self.send_response(401)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -65,7 +77,7 @@ class Handler(BaseHTTPRequestHandler):
         authenticated = False
         if header.startswith("Bearer "):
             # An identity token must be exchanged, never presented as a bearer token.
-            print(json.dumps({"bearer_presented": True}), flush=True)
+            log({"bearer_presented": True})
             self.send_response(401)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -94,7 +106,7 @@ class Handler(BaseHTTPRequestHandler):
             "access": access,
         }
         token = jwt.encode(claims, signing_key, algorithm="RS256", headers={"x5c": chain})
-        print(json.dumps({"scopes": query.get("scope", []), "access": access, **extra}), flush=True)
+        log({"scopes": query.get("scope", []), "access": access, **extra})
         answer = {"token": token, "access_token": token, "expires_in": 600}
         if extra.get("grant"):
             answer = {"access_token": token, "expires_in": 600, "scope": " ".join(scopes)}

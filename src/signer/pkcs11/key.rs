@@ -6,8 +6,10 @@
 //! (`CKM_RSA_PKCS` over a DigestInfo, else `CKM_SHAx_RSA_PKCS` over the message, honouring
 //! `CKA_ALLOWED_MECHANISMS`). Every signature is verified with the public key before use.
 
-use super::module;
-use super::{ObjectType, Pkcs11Error, Pkcs11Options, Pkcs11Uri, find_object, login};
+use super::{
+    Login, ObjectType, Pkcs11Error, Pkcs11Options, Pkcs11Uri, TokenSession, find_object,
+    open_session,
+};
 use crate::signer::{HashAlg, SignError, Signer};
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -63,27 +65,22 @@ impl Pkcs11Key {
         opts: &Pkcs11Options,
         fallback_pin: Option<&[u8]>,
     ) -> Result<Self, Pkcs11Error> {
-        if let Some(t) = uri.object_type
-            && t != ObjectType::Private
-        {
-            return Err(Pkcs11Error::Uri {
-                reason: format!("a signing key needs type=private, not type={}", t.name()),
-            });
-        }
-        let module = module::load(uri, opts)?;
-        let token = module::select_token(&module, uri)?;
+        let TokenSession {
+            module,
+            token,
+            session,
+        } = open_session(
+            uri,
+            opts,
+            (ObjectType::Private, "a signing key"),
+            fallback_pin,
+            Login::Required,
+        )?;
         let token_err = |operation, e: Error| Pkcs11Error::Token {
             token: token.label().to_string(),
             operation,
             reason: e.to_string(),
         };
-        let session = module
-            .ctx
-            .open_ro_session(token.slot)
-            .map_err(|e| token_err("C_OpenSession", e))?;
-        let uri_pin = uri.pin()?;
-        let pin = uri_pin.as_deref().map(Vec::as_slice).or(fallback_pin);
-        login(&module, &session, &token, pin)?;
         let key = find_object(
             &session,
             &token,

@@ -257,18 +257,39 @@ fn find_object(
     }
 }
 
-/// Read the X.509 certificate object a `pkcs11:` URI names. The token is logged in to only
-/// with the URI's PIN, or with `fallback_pin` if the token requires a login.
-pub fn read_certificate(
+/// When to log in to a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Login {
+    /// Always (with the PIN if there is one; tokens without login need none): signing keys.
+    Required,
+    /// Only with the URI's PIN, or with the fallback PIN if the token requires a login:
+    /// public objects such as certificates.
+    IfPin,
+}
+
+/// A session on the token a URI names, logged in as asked.
+pub(crate) struct TokenSession {
+    pub module: module::Module,
+    pub token: module::Token,
+    pub session: Session,
+}
+
+/// The one way to a token: check the URI names an object of type `want` (if it names a type
+/// at all), load the module, select the token, open a read-only session and log in. The PIN is
+/// the URI's, else `fallback_pin` (`--key-pass-file`/`--key-pass-env`).
+pub(crate) fn open_session(
     uri: &Pkcs11Uri,
     opts: &Pkcs11Options,
+    want: (ObjectType, &str),
     fallback_pin: Option<&[u8]>,
-) -> Result<Certificate, Pkcs11Error> {
+    when: Login,
+) -> Result<TokenSession, Pkcs11Error> {
+    let (want, what) = want;
     if let Some(t) = uri.object_type
-        && t != ObjectType::Cert
+        && t != want
     {
         return Err(Pkcs11Error::Uri {
-            reason: format!("a certificate needs type=cert, not type={}", t.name()),
+            reason: format!("{what} needs type={}, not type={}", want.name(), t.name()),
         });
     }
     let module = module::load(uri, opts)?;
@@ -281,15 +302,37 @@ pub fn read_certificate(
             operation: "C_OpenSession",
             reason: e.to_string(),
         })?;
-    let pin = uri.pin()?;
-    let pin = match (&pin, fallback_pin) {
-        (Some(p), _) => Some(p.as_slice()),
-        (None, Some(f)) if token.info.login_required() => Some(f),
+    let uri_pin = uri.pin()?;
+    let pin = match (uri_pin.as_deref().map(Vec::as_slice), fallback_pin, when) {
+        (Some(p), _, _) => Some(p),
+        (None, Some(f), Login::Required) => Some(f),
+        (None, Some(f), Login::IfPin) if token.info.login_required() => Some(f),
         _ => None,
     };
-    if pin.is_some() {
+    if when == Login::Required || pin.is_some() {
         login(&module, &session, &token, pin)?;
     }
+    Ok(TokenSession {
+        module,
+        token,
+        session,
+    })
+}
+
+/// Read the X.509 certificate object a `pkcs11:` URI names. The token is logged in to only
+/// with the URI's PIN, or with `fallback_pin` if the token requires a login.
+pub fn read_certificate(
+    uri: &Pkcs11Uri,
+    opts: &Pkcs11Options,
+    fallback_pin: Option<&[u8]>,
+) -> Result<Certificate, Pkcs11Error> {
+    let TokenSession { token, session, .. } = open_session(
+        uri,
+        opts,
+        (ObjectType::Cert, "a certificate"),
+        fallback_pin,
+        Login::IfPin,
+    )?;
     let handle = find_object(
         &session,
         &token,
