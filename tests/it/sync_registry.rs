@@ -12,7 +12,7 @@ use common::sync_repo::{
     access_log_len, assert_verifies, manifest_digest, outcomes, push_bootc, push_multi, push_plain,
     sync_cmd, writes_since,
 };
-use common::{KeyPair, keypair, run_ok, scratch};
+use common::{KeyPair, bootc_image, bootseal, keypair, run_ok, scratch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -519,4 +519,47 @@ fn a_failing_tag_does_not_stop_the_others_and_concurrent_runs_agree() {
     let out = sync_cmd(&from, &from, &keys, &[]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("replace their own sources"));
+}
+
+/// A key change is a reseal: the enrollment payloads are part of what a seal produces, so a
+/// tag sealed with `--enroll-keys` is sealed again without them (and again with them), and
+/// only an identical rerun leaves it alone.
+#[test]
+fn enrollment_changes_reseal_the_tag() {
+    let tmp = scratch();
+    let t = tmp.path();
+    let built = bootc_image::build(t, "base");
+    let keys_dir = t.join("keys");
+    run_ok(bootseal().args(["keys", "create"]).arg(&keys_dir));
+    let db = KeyPair {
+        key: keys_dir.join("db.key"),
+        cert: keys_dir.join("db.crt"),
+        cn: String::new(),
+    };
+    let from = format!("oci:{}", built.image.dir.display());
+    let to = format!("oci:{}", t.join("mirror").display());
+    let enroll = ["--enroll-keys", keys_dir.to_str().unwrap()];
+    let run = |extra: &[&str]| {
+        let out = sync_cmd(&from, &to, &db, extra).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = outcomes(&out);
+        assert_eq!(got.len(), 1, "{got:?}");
+        got.into_values().next().unwrap()
+    };
+    assert!(run(&enroll).starts_with("sealed "));
+    assert_eq!(run(&enroll), "unchanged");
+    assert!(
+        run(&[]).starts_with("sealed "),
+        "dropping the payloads reseals"
+    );
+    assert_eq!(run(&[]), "unchanged");
+    assert!(
+        run(&enroll).starts_with("sealed "),
+        "adding them back reseals"
+    );
+    assert_verifies(&format!("{to}:base"), &db, &[]);
 }
