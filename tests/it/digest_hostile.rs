@@ -231,7 +231,7 @@ fn composefs_oci_overflows_a_2mib_stack_at_the_limit() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "composefs_oci_overflows_a_2mib_stack_at_the_limit",
+            "digest_hostile::composefs_oci_overflows_a_2mib_stack_at_the_limit",
         ])
         .args(["--nocapture", "--test-threads=1"])
         .env(CHILD, dir.path())
