@@ -100,12 +100,13 @@ mod tests {
         let renamed = SealOptions {
             base_name: Some("example/x:1".into()),
             jobs: 9,
+            request_prefix: "x:".into(),
             ..Default::default()
         };
         assert_eq!(
             renamed.fingerprint(),
             base,
-            "per-tag name and jobs are not options"
+            "per-tag name, request ids and jobs are not options"
         );
     }
 }

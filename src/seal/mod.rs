@@ -149,3 +149,26 @@ pub enum SealError {
         message: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_name_the_platform_only_when_a_seal_has_several() {
+        let amd = Platform::parse("linux/amd64").unwrap();
+        let arm = Platform::parse("linux/arm64").unwrap();
+        let one = SealOptions::default();
+        assert_eq!(one.request_id(&amd, "uki"), "uki");
+        let two = SealOptions {
+            platforms: vec![amd.clone(), arm.clone()],
+            request_prefix: "v1:".into(),
+            ..Default::default()
+        };
+        assert_eq!(two.request_id(&arm, "uki"), "v1:linux/arm64:uki");
+        assert_eq!(
+            two.request_id(&amd, "systemd-boot"),
+            "v1:linux/amd64:systemd-boot"
+        );
+    }
+}
