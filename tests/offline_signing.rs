@@ -99,6 +99,7 @@ fn fails(cmd: &mut Command) -> String {
         !out.status.success(),
         "expected a failure; stderr: {stderr}"
     );
+    eprint!("refused as expected: {stderr}");
     stderr
 }
 
@@ -282,6 +283,12 @@ fn registry_seal_signed_by_openssl_equals_the_direct_seal_and_bad_signatures_tag
         vec![json!({"id": "uki", "signature": s1_sig})],
     );
     let e = fails(&mut complete(&[&s1, &swapped]));
+    assert!(e.contains("signature uki: does not verify"), "{e}");
+    // The UKI's request signed by another key.
+    let other = keypair(tmp.path(), "other", 2048);
+    let r2 = tmp.path().join("r2.json");
+    let by_other = openssl_sign(&r2, &other.key, &tmp.path().join("other.json"));
+    let e = fails(&mut complete(&[&s1, &by_other]));
     assert!(e.contains("signature uki: does not verify"), "{e}");
     // The UKI's signature missing.
     let e = fails(&mut complete(&[&s1]));

@@ -1,9 +1,11 @@
 //! Who makes an RSA signature: one [`Signer`] trait for every signature bootseal makes
-//! (Authenticode for UKIs and systemd-boot, `.pcrsig` PCR policies, and later EFI variable
-//! payloads), implemented by a key file ([`FileKey`]) and by a key that never leaves a PKCS#11
-//! token ([`pkcs11::Pkcs11Key`]). [`CertifiedSigner`] pairs a signer with its X.509
-//! certificate after checking they belong together. The external path (a digest signed
-//! elsewhere, attached with `sign --attach` or given to `seal --uki`) needs no signer here.
+//! (Authenticode for UKIs and systemd-boot, `.pcrsig` PCR policies, EFI variable
+//! payloads), implemented by a key file ([`FileKey`]), by a key that never leaves a PKCS#11
+//! token ([`pkcs11::Pkcs11Key`]), and by a key in another room ([`OfflineSigner`]: requests
+//! written out, signatures made there verified and replayed). [`CertifiedSigner`] pairs a
+//! signer with its X.509 certificate after checking they belong together, and names each
+//! signature it makes ([`SignLabel`]) for the offline signer. The external path (a digest
+//! signed elsewhere, attached with `sign --attach` or given to `seal --uki`) needs no signer.
 //!
 //! Every signature is RSASSA-PKCS1-v1_5 (RFC 8017 §8.2) over a DigestInfo; it is deterministic,
 //! so a key file and the same key inside a token give byte-identical signatures.
