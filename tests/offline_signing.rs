@@ -186,6 +186,18 @@ fn layout_seal_signed_by_openssl_equals_the_direct_seal() {
     let sealed = BuiltImage::load(&out, "offline");
     assert_eq!(sealed.manifest_digest, digest(&direct));
 
+    // Without a systemd-boot to sign, the UKI is asked for at once: one round.
+    let one = tmp.path().join("one.json");
+    run_ok(&mut offline_seal(
+        &from,
+        &to,
+        &keys.cert,
+        &[&"--no-sign-bootloader", &"--prepare-signing", &one],
+    ));
+    let one = read_json(&one);
+    assert_eq!(ids(&one, "requests"), ["uki"]);
+    assert!(ids(&one, "pending").is_empty());
+
     // sbverify accepts what was signed across the air gap.
     let x = tmp.path().join("x");
     std::fs::create_dir_all(&x).unwrap();

@@ -467,4 +467,29 @@ mod tests {
         assert!(e.to_string().starts_with("signature b: not in"), "{e}");
         assert!(replay.unused().is_empty());
     }
+
+    #[test]
+    fn a_request_entry_whose_hash_or_algorithm_is_wrong_is_refused_by_id() {
+        let data = b"signed attributes";
+        let good = RequestEntry {
+            id: "uki".into(),
+            what: "test".into(),
+            algorithm: "rsa-pkcs1v15-sha256".into(),
+            data: B64.encode(data),
+            sha256: hex::encode(HashAlg::Sha256.digest(data)),
+        };
+        assert_eq!(good.to_sign().unwrap(), (HashAlg::Sha256, data.to_vec()));
+        let tampered = RequestEntry {
+            data: B64.encode(b"signed attributeS"),
+            ..good.clone()
+        };
+        let e = tampered.to_sign().unwrap_err().to_string();
+        assert_eq!(e, "request uki: sha256 is not the hash of data");
+        let other = RequestEntry {
+            algorithm: "rsa-pss-sha256".into(),
+            ..good
+        };
+        let e = other.to_sign().unwrap_err().to_string();
+        assert_eq!(e, "request uki: unknown algorithm \"rsa-pss-sha256\"");
+    }
 }
