@@ -112,7 +112,6 @@ impl Default for SealOptions {
 }
 
 impl SealOptions {
-    /// What the sealed command line must say for `digest_hex`.
     /// The signing request id of signature `name` for `platform`: the request prefix, then
     /// the platform when the seal covers several (`linux/arm64:uki`).
     pub fn request_id(&self, platform: &Platform, name: &str) -> String {
@@ -122,6 +121,7 @@ impl SealOptions {
         }
     }
 
+    /// What the sealed command line must say for `digest_hex`.
     pub fn expected<'a>(&self, digest_hex: &'a str) -> Expected<'a> {
         Expected {
             digest_hex,

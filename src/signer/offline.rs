@@ -303,7 +303,7 @@ impl OfflineSigner {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The request for everything asked for without a signature so far.
+    /// The request for everything asked for without a signature so far, sorted by id.
     pub fn request(&self) -> Result<SigningRequest, OfflineError> {
         let certificate =
             self.cert
@@ -313,11 +313,16 @@ impl OfflineSigner {
                     reason: e.to_string(),
                 })?;
         let book = self.book();
+        // By id: the same run gives the same file, whatever order parallel seals asked in.
+        let mut requests = book.requests.clone();
+        requests.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut pending = book.pending.clone();
+        pending.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(SigningRequest {
             version: REQUEST_VERSION,
             certificate,
-            requests: book.requests.clone(),
-            pending: book.pending.clone(),
+            requests,
+            pending,
         })
     }
 
