@@ -9,8 +9,9 @@
 //! *replays* each one after verifying it with the certificate's public key over the bytes it
 //! computed again, so a signature of other bytes (another base image, other options, another
 //! key, another request) is refused by id. The model is `systemd-sbsign
-//! --prepare-offline-signing` / `--signed-data-signature` (systemd 257/258, sbsign.c): a file of
-//! data to sign that `openssl dgst -sha256 -sign KEY` signs as is.
+//! --prepare-offline-signing` / `--signed-data-signature` (systemd 257/258,
+//! `src/sbsign/sbsign.c`, systemd-sbsign(1)): a file of data to sign that `openssl dgst
+//! -sha256 -sign KEY` signs as is.
 //!
 //! A request whose bytes depend on a signature not made yet (the UKI's command line carries
 //! the composefs digest over the signed systemd-boot) cannot be asked for in the same round:
