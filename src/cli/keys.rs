@@ -153,6 +153,14 @@ fn auth(a: AuthArgs) -> anyhow::Result<()> {
     if a.append && a.certs.is_empty() {
         bail!("--append needs at least one certificate");
     }
+    match (&a.offline.prepare_signing, &a.output) {
+        (Some(_), Some(out)) => bail!(
+            "-o {}: a --prepare-signing run writes only the request",
+            out.display()
+        ),
+        (None, None) => bail!("missing -o/--output"),
+        _ => {}
+    }
     let owner = owner(a.owner_guid.as_deref())?;
     let mut data = Vec::new();
     for c in &a.certs {
@@ -198,13 +206,9 @@ fn auth(a: AuthArgs) -> anyhow::Result<()> {
     let update = efi_keys::auth::build(var, &data, EfiTime::now(), a.append, &signer)
         .with_context(|| format!("cannot sign the {} update", var.name()))?;
     match (&offline, &a.output) {
-        (Some(o), None) if o.recording() => a.offline.write_request(o),
-        (Some(_), Some(out)) if a.offline.prepare_signing.is_some() => bail!(
-            "-o {}: a --prepare-signing run writes only the request",
-            out.display()
-        ),
         (_, Some(out)) => write_output(out, &update),
-        (_, None) => bail!("missing -o/--output"),
+        (Some(o), None) => a.offline.write_request(o),
+        (None, None) => bail!("missing -o/--output"),
     }
 }
 

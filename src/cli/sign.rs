@@ -45,7 +45,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cert = args.signing.certificate(&opts)?;
     let key_flag = args.signing.key.as_ref().map(|_| "--key");
     if let Some(offline) = args.offline.open(cert.as_ref(), key_flag)? {
-        return sign_offline(&args, image, offline, cert.expect("checked by open"));
+        let cert = cert.context("--prepare-signing/--signatures need --cert")?;
+        return sign_offline(&args, image, offline, cert);
     }
     let output = args.output.as_deref().context("missing -o/--output")?;
     let signed = if let Some(p7_path) = &args.attach {
