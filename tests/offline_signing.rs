@@ -270,6 +270,7 @@ fn registry_seal_signed_by_openssl_equals_the_direct_seal_and_bad_signatures_tag
     )
     .unwrap();
     let to = reg.image("os/offline:1");
+    let mark = common::sync_repo::access_log_len(&reg);
     let (s1, s2) = two_rounds(&from, &to, &keys, tmp.path(), &flags);
     assert!(
         reg.raw_manifest("os/offline:1").is_none(),
@@ -318,12 +319,20 @@ fn registry_seal_signed_by_openssl_equals_the_direct_seal_and_bad_signatures_tag
         reg.raw_manifest("os/offline:1").is_none(),
         "no refused run tagged anything"
     );
+    // Nor did any of them (or the prepare runs) upload a blob: every signature is checked
+    // before the first write.
+    let writes = common::sync_repo::writes_since(&reg, mark);
+    assert!(writes.is_empty(), "{writes:?}");
 
     let report: Value =
         serde_json::from_slice(&run_ok(complete(&[&s1, &s2]).arg("--json")).stdout).unwrap();
     assert_eq!(
         report["digest"], direct["digest"],
         "same manifest as the direct seal"
+    );
+    assert!(
+        !common::sync_repo::writes_since(&reg, mark).is_empty(),
+        "the completing run's writes are seen in the log"
     );
     let raw = reg.raw_manifest("os/offline:1").unwrap();
     assert_eq!(
