@@ -52,7 +52,7 @@ pub fn build(
     let signed_attrs = SetOfVec::try_from(vec![content_type, message_digest]).map_err(der_err)?;
     // The signature covers the attributes DER-encoded with the SET OF tag (RFC 5652 §5.4).
     let to_sign = signed_attrs.to_der().map_err(der_err)?;
-    let signature = signer.key().sign(HashAlg::Sha256, &to_sign)?;
+    let signature = signer.sign(HashAlg::Sha256, &to_sign)?;
 
     let mut certificates = vec![signer.certificate().clone()];
     certificates.extend(signer.extra_certificates().iter().cloned());

@@ -7,6 +7,7 @@ use bootseal::efi_keys::{self, EfiTime, Guid, SecureBootVar, esl};
 use clap::Subcommand;
 use der::Encode;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Secure Boot keys and enrollment payloads.
 #[derive(Debug, clap::Args)]
@@ -65,9 +66,10 @@ pub struct AuthArgs {
     /// Variable to update: PK, KEK, db or dbx
     #[arg(long, value_name = "VAR")]
     pub var: String,
-    /// Private key owning the variable (PK for PK and KEK, a KEK for db and dbx)
+    /// Private key owning the variable (PK for PK and KEK, a KEK for db and dbx): a file or a
+    /// pkcs11: URI; none with --prepare-signing/--signatures
     #[arg(long, value_name = "FILE")]
-    pub signer_key: PathBuf,
+    pub signer_key: Option<PathBuf>,
     /// Certificate of --signer-key
     #[arg(long, value_name = "FILE")]
     pub signer_cert: PathBuf,
@@ -86,9 +88,13 @@ pub struct AuthArgs {
     /// SignatureOwner GUID of the new entries (default: random)
     #[arg(long, value_name = "GUID")]
     pub owner_guid: Option<String>,
-    /// Output .auth file
+    /// Output .auth file (not with --prepare-signing)
     #[arg(short, long)]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
+    /// The owner key is elsewhere: sign the update's bytes from a request (both runs need the
+    /// same SOURCE_DATE_EPOCH and --owner-guid, which the signed bytes hold)
+    #[command(flatten)]
+    pub offline: super::options::OfflineArgs,
 }
 
 /// 2048, 3072 or 4096.
@@ -147,6 +153,14 @@ fn auth(a: AuthArgs) -> anyhow::Result<()> {
     if a.append && a.certs.is_empty() {
         bail!("--append needs at least one certificate");
     }
+    match (&a.offline.prepare_signing, &a.output) {
+        (Some(_), Some(out)) => bail!(
+            "-o {}: a --prepare-signing run writes only the request",
+            out.display()
+        ),
+        (None, None) => bail!("missing -o/--output"),
+        _ => {}
+    }
     let owner = owner(a.owner_guid.as_deref())?;
     let mut data = Vec::new();
     for c in &a.certs {
@@ -156,16 +170,46 @@ fn auth(a: AuthArgs) -> anyhow::Result<()> {
             .with_context(|| format!("certificate {}", c.display()))?;
         data.extend(esl::x509_list(owner, &der));
     }
-    let signer = open_signer(
-        &a.signer_key,
-        &a.signer_cert,
-        a.key_pass_file.as_deref(),
-        a.key_pass_env.as_deref(),
-    )
-    .with_context(|| format!("signer key {}", a.signer_key.display()))?;
+    let cert = super::read_certificate(&a.signer_cert)?;
+    let key_flag = a.signer_key.as_ref().map(|_| "--signer-key");
+    let offline = a.offline.open(Some(&cert), key_flag)?;
+    let signer = match (&offline, &a.signer_key) {
+        (Some(o), _) => {
+            if std::env::var_os("SOURCE_DATE_EPOCH").is_none()
+                || (!a.certs.is_empty() && a.owner_guid.is_none())
+            {
+                bail!(
+                    "--prepare-signing/--signatures: set SOURCE_DATE_EPOCH and --owner-guid, so both runs sign the same bytes"
+                );
+            }
+            let shared = Arc::clone(o) as Arc<dyn bootseal::signer::Signer>;
+            let label = bootseal::signer::SignLabel {
+                id: format!("auth:{}", var.name()),
+                what: format!(
+                    "EFI variable update of {} ({} list(s))",
+                    var.name(),
+                    a.certs.len()
+                ),
+                after: Vec::new(),
+            };
+            Arc::new(bootseal::signer::CertifiedSigner::new_shared(shared, cert)?.labelled(label))
+        }
+        (None, Some(key)) => open_signer(
+            key,
+            &a.signer_cert,
+            a.key_pass_file.as_deref(),
+            a.key_pass_env.as_deref(),
+        )
+        .with_context(|| format!("signer key {}", key.display()))?,
+        (None, None) => bail!("missing --signer-key (or --prepare-signing/--signatures)"),
+    };
     let update = efi_keys::auth::build(var, &data, EfiTime::now(), a.append, &signer)
         .with_context(|| format!("cannot sign the {} update", var.name()))?;
-    write_output(&a.output, &update)
+    match (&offline, &a.output) {
+        (_, Some(out)) => write_output(out, &update),
+        (Some(o), None) => a.offline.write_request(o),
+        (None, None) => bail!("missing -o/--output"),
+    }
 }
 
 /// A variable's owner key: a file or a pkcs11: URI, like every other key bootseal takes.

@@ -10,6 +10,7 @@ mod man;
 mod options;
 mod seal;
 pub mod sign;
+mod sign_request;
 mod sync;
 mod verify;
 pub mod verify_pe;
@@ -50,6 +51,8 @@ pub enum Command {
     BuildUki(build_uki::Args),
     /// Sign a PE image (UKI, systemd-boot, kernel) for UEFI Secure Boot (Authenticode).
     Sign(sign::Args),
+    /// Sign a signing request (from --prepare-signing) where the key is: the air-gapped side
+    SignRequest(sign_request::Args),
     /// Verify a PE image's Authenticode signature against a certificate.
     VerifyPe(verify_pe::Args),
     /// Show a UKI's sections, cmdline, uname, os-release, signatures and PCR 11.
@@ -95,6 +98,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::BuildUki(a) => build_uki::run(a),
         Command::Sign(a) => sign::run(a),
+        Command::SignRequest(a) => sign_request::run(a),
         Command::VerifyPe(a) => verify_pe::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Keys(a) => keys::run(a),

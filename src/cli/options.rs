@@ -7,10 +7,12 @@ use bootseal::digest::{ComposefsCompat, ErofsVersion};
 use bootseal::manifest::Platform;
 use bootseal::registry::{AuthOptions, RegistryOptions, RetryPolicy};
 use bootseal::signer::pkcs11::ObjectType;
-use bootseal::signer::{self, CertifiedSigner, KeyLocation, OpenOptions, Pkcs11Options};
+use bootseal::signer::{
+    self, CertifiedSigner, KeyLocation, OfflineSigner, OpenOptions, Pkcs11Options,
+};
 use bootseal::source::SourceOptions;
 use clap::{ArgAction, Args};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use x509_cert::Certificate;
@@ -235,5 +237,88 @@ impl SigningArgs {
         let key = signer::open_key(&location, opts).with_context(|| format!("--key {location}"))?;
         let paired = CertifiedSigner::new(key, cert)?;
         Ok(Some(Arc::new(paired)))
+    }
+}
+
+/// Signing across an air gap: `--prepare-signing` writes what must be signed, `--signatures`
+/// gives it back signed; the key never meets this host (see `bootseal::signer::offline`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct OfflineArgs {
+    /// Do everything up to the signatures and write what the --cert key must sign to this
+    /// file (a signing request, JSON); nothing is written to the destination. No --key
+    #[arg(long, value_name = "REQ.json")]
+    pub prepare_signing: Option<PathBuf>,
+    /// Signatures made elsewhere from a signing request (`bootseal sign-request`, openssl, a
+    /// KMS), each checked against --cert over the bytes computed here (repeatable). No --key
+    #[arg(long = "signatures", value_name = "SIGS.json")]
+    pub signatures: Vec<PathBuf>,
+}
+
+impl OfflineArgs {
+    /// The offline signer these flags ask for, if any: needs `cert` and refuses a key
+    /// (`key_flag` names the key option given, if one was).
+    pub fn open(
+        &self,
+        cert: Option<&Certificate>,
+        key_flag: Option<&str>,
+    ) -> anyhow::Result<Option<Arc<OfflineSigner>>> {
+        if self.prepare_signing.is_none() && self.signatures.is_empty() {
+            return Ok(None);
+        }
+        if let Some(flag) = key_flag {
+            anyhow::bail!(
+                "{flag} and --prepare-signing/--signatures exclude each other: the key signs here, or elsewhere"
+            );
+        }
+        let Some(cert) = cert else {
+            anyhow::bail!(
+                "--prepare-signing/--signatures need --cert (the certificate of the key that signs elsewhere)"
+            );
+        };
+        let files: Vec<&Path> = self.signatures.iter().map(PathBuf::as_path).collect();
+        let signer = OfflineSigner::new(cert.clone(), &files, self.prepare_signing.is_some())?;
+        Ok(Some(Arc::new(signer)))
+    }
+
+    /// After a `--prepare-signing` run: write the request, and say what it holds and what next.
+    pub fn write_request(&self, signer: &OfflineSigner) -> anyhow::Result<()> {
+        let Some(path) = &self.prepare_signing else {
+            return Ok(());
+        };
+        let request = signer.request()?;
+        bootseal::signer::offline::write_json(path, &request)?;
+        let ids = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let now = ids(request.requests.iter().map(|r| &r.id).collect());
+        if request.requests.is_empty() {
+            eprintln!(
+                "bootseal: wrote {}: nothing left to sign; run again with --signatures only",
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "bootseal: wrote {}: {} signature(s) to make ({now}); nothing was written to the destination",
+                path.display(),
+                request.requests.len()
+            );
+        }
+        if !request.pending.is_empty() {
+            eprintln!(
+                "bootseal: {} more after those ({}): run again with their --signatures and --prepare-signing",
+                request.pending.len(),
+                ids(request.pending.iter().map(|p| &p.id).collect())
+            );
+        }
+        Ok(())
+    }
+
+    /// Warn about supplied signatures nothing asked for.
+    pub fn warn_unused(&self, signer: &OfflineSigner) {
+        let unused = signer.unused();
+        if !unused.is_empty() {
+            eprintln!(
+                "bootseal: warning: signatures not asked for by this run: {}",
+                unused.join(", ")
+            );
+        }
     }
 }

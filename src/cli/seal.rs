@@ -1,7 +1,9 @@
 //! `bootseal seal --from SRC --to DST --key KEY --cert CERT`: the unsealed image in, the sealed
 //! image out, in one pass.
 
-use super::options::{ComposefsArgArgs, DigestFormatArgs, SigningArgs, parse_platform};
+use super::options::{
+    ComposefsArgArgs, DigestFormatArgs, OfflineArgs, SigningArgs, parse_platform,
+};
 use super::read_pe;
 use anyhow::{Context, bail};
 use bootseal::compression::Compression;
@@ -9,9 +11,11 @@ use bootseal::manifest::Platform;
 use bootseal::reference::ImageRef;
 use bootseal::registry::RegistryOptions;
 use bootseal::seal::{self, SealOptions, UkiSource};
+use bootseal::signer::{CertifiedSigner, OfflineSigner};
 use bootseal::source;
 use bootseal::source::SourceOptions;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,6 +46,8 @@ pub struct SealFlags {
     /// --uki/--bootloader signatures
     #[command(flatten)]
     signing: SigningArgs,
+    #[command(flatten)]
+    pub offline: OfflineArgs,
     /// Extra kernel argument (repeatable), after the image's kargs.d arguments
     #[arg(long = "karg", value_name = "ARG")]
     kargs: Vec<String>,
@@ -108,17 +114,34 @@ impl SealFlags {
         self.registry.destination()
     }
 
-    /// The seal options these flags describe (loading the key and supplied binaries).
+    /// The offline signer `--prepare-signing`/`--signatures` ask for (one per run: `sync`
+    /// shares it between its workers, so one request covers every tag).
+    pub fn offline_signer(&self) -> anyhow::Result<Option<Arc<OfflineSigner>>> {
+        let key_opts = self.signing.open_options()?;
+        let cert = self.signing.certificate(&key_opts)?;
+        self.offline
+            .open(cert.as_ref(), self.signing.key.as_ref().map(|_| "--key"))
+    }
+
+    /// The seal options these flags describe (loading the key and supplied binaries); with
+    /// `offline`, its signer stands in for the key.
     pub fn seal_options(
         &self,
         base_name: Option<String>,
         jobs: usize,
         progress: bootseal::progress::Mode,
+        offline: Option<&Arc<OfflineSigner>>,
     ) -> anyhow::Result<SealOptions> {
         let args = self;
         let key_opts = args.signing.open_options()?;
         let cert = args.signing.certificate(&key_opts)?;
-        let signer = args.signing.signer(cert.as_ref(), &key_opts)?;
+        let signer = match (offline, &cert) {
+            (Some(o), Some(c)) => Some(Arc::new(CertifiedSigner::new_shared(
+                Arc::clone(o) as Arc<dyn bootseal::signer::Signer>,
+                c.clone(),
+            )?)),
+            _ => args.signing.signer(cert.as_ref(), &key_opts)?,
+        };
         let uki = match &args.uki {
             Some(p) => UkiSource::Signed(read_pe(p, "UKI")?),
             None => UkiSource::Build,
@@ -171,6 +194,8 @@ impl SealFlags {
             progress: bootseal::progress::Progress::new(progress),
             layer_cache: None,
             enrollment: args.enroll.load()?,
+            offline: offline.cloned(),
+            request_prefix: String::new(),
         })
     }
 }
@@ -180,15 +205,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let to = ImageRef::parse(&args.to).map_err(anyhow::Error::msg)?;
     let src_opts = args.seal.source_options();
     let dst_opts = args.seal.dest_options();
+    let offline = args.seal.offline_signer()?;
     let opts = args.seal.seal_options(
         from.registry_name(),
         args.jobs,
         bootseal::progress::Mode::detect(args.seal.quiet),
+        offline.as_ref(),
     )?;
     let source = source::open(&from, &src_opts)?;
+    if let Some(signer) = offline.as_ref().filter(|o| o.recording()) {
+        // Nothing is opened at the destination: the request is all this run writes.
+        seal::rehearse(source, &opts)?;
+        args.seal.offline.warn_unused(signer);
+        return args.seal.offline.write_request(signer);
+    }
     let sink = bootseal::sink::open(&to, &dst_opts)?;
     let report = seal::seal(source, sink.as_ref(), &to, &opts)?;
     sink.commit()?;
+    if let Some(signer) = &offline {
+        args.seal.offline.warn_unused(signer);
+    }
     if let Some(f) = &args.digestfile {
         std::fs::write(f, &report.digest).with_context(|| format!("writing {}", f.display()))?;
     }

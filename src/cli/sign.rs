@@ -1,10 +1,12 @@
 //! `bootseal sign`: flags for [`bootseal::authenticode`] signing, detached digest and attach.
 
-use super::options::SigningArgs;
+use super::options::{OfflineArgs, SigningArgs};
 use super::{read_input, read_input_with_room, write_output};
 use anyhow::{Context, bail};
 use bootseal::authenticode;
+use bootseal::signer::{CertifiedSigner, SignLabel, Signer};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Sign a PE image for UEFI Secure Boot (Authenticode, like sbsign).
 #[derive(Debug, clap::Args)]
@@ -16,6 +18,8 @@ pub struct Args {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub signing: SigningArgs,
+    #[command(flatten)]
+    pub offline: OfflineArgs,
     /// Add a signature to an already signed image instead of refusing it.
     #[arg(long)]
     pub append: bool,
@@ -37,9 +41,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", hex::encode(d));
         return Ok(());
     }
-    let output = args.output.as_deref().context("missing -o/--output")?;
     let opts = args.signing.open_options()?;
     let cert = args.signing.certificate(&opts)?;
+    let key_flag = args.signing.key.as_ref().map(|_| "--key");
+    if let Some(offline) = args.offline.open(cert.as_ref(), key_flag)? {
+        let cert = cert.context("--prepare-signing/--signatures need --cert")?;
+        return sign_offline(&args, image, offline, cert);
+    }
+    let output = args.output.as_deref().context("missing -o/--output")?;
     let signed = if let Some(p7_path) = &args.attach {
         let p7 = read_input(p7_path, "PKCS#7 signature")?;
         authenticode::attach(&image, &p7, cert.as_ref(), args.append).with_context(|| {
@@ -57,4 +66,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot sign {}", args.input.display()))?
     };
     write_output(output, &signed)
+}
+
+/// `sign --prepare-signing REQ.json` (one request, id `authenticode`; nothing else written) or
+/// `sign --signatures SIGS.json -o OUT` (the signature checked, then embedded).
+fn sign_offline(
+    args: &Args,
+    image: Vec<u8>,
+    offline: Arc<bootseal::signer::OfflineSigner>,
+    cert: x509_cert::Certificate,
+) -> anyhow::Result<()> {
+    let output = match (&args.offline.prepare_signing, args.output.as_deref()) {
+        (None, None) => bail!("missing -o/--output"),
+        (Some(_), Some(o)) => bail!(
+            "-o {}: a --prepare-signing run writes only the request",
+            o.display()
+        ),
+        (_, o) => o,
+    };
+    let signer = CertifiedSigner::new_shared(Arc::clone(&offline) as Arc<dyn Signer>, cert)?
+        .labelled(SignLabel {
+            id: "authenticode".into(),
+            what: format!("Authenticode of {}", args.input.display()),
+            after: Vec::new(),
+        });
+    let signed = authenticode::sign_owned(image, &signer, args.append)
+        .with_context(|| format!("cannot sign {}", args.input.display()))?;
+    match output {
+        Some(out) => {
+            args.offline.warn_unused(&offline);
+            write_output(out, &signed)
+        }
+        None => args.offline.write_request(&offline),
+    }
 }

@@ -57,8 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     // Fail on a bad key or flag before listing anything.
-    args.seal
-        .seal_options(None, BLOB_JOBS, bootseal::progress::Mode::Quiet)?;
+    let offline = args.seal.offline_signer()?;
+    args.seal.seal_options(
+        None,
+        BLOB_JOBS,
+        bootseal::progress::Mode::Quiet,
+        offline.as_ref(),
+    )?;
     let request = SyncRequest {
         from,
         to,
@@ -70,10 +75,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         source: args.seal.source_options(),
         dest: args.seal.dest_options(),
         layer_cache_budget: args.layer_cache_mib << 20,
+        prepare_signing: offline.as_ref().is_some_and(|o| o.recording()),
     };
     let make_options = || {
         args.seal
-            .seal_options(None, BLOB_JOBS, bootseal::progress::Mode::Quiet)
+            .seal_options(
+                None,
+                BLOB_JOBS,
+                bootseal::progress::Mode::Quiet,
+                offline.as_ref(),
+            )
             .map_err(|e| super::one_line(&e))
     };
     let json = args.json;
@@ -87,16 +98,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else if !args.seal.quiet {
         let count = |f: fn(&Outcome) -> bool| report.tags.iter().filter(|t| f(&t.outcome)).count();
         eprintln!(
-            "bootseal: {} tags listed, {} considered: {} sealed, {} unchanged, {} skipped, {} failed; {} layers reused{}",
+            "bootseal: {} tags listed, {} considered: {} sealed, {} unchanged, {} skipped, {} failed, {} awaiting signatures; {} layers reused{}",
             report.listed,
             report.tags.len(),
             count(|o| matches!(o, Outcome::Sealed { .. })),
             count(|o| matches!(o, Outcome::Unchanged { .. })),
             count(|o| matches!(o, Outcome::Skipped { .. })),
             report.failed(),
+            count(|o| matches!(o, Outcome::Unsigned { .. })),
             report.layers_reused,
             if args.dry_run { " (dry run)" } else { "" },
         );
+    }
+    if let Some(signer) = &offline {
+        if signer.recording() {
+            args.seal.offline.write_request(signer)?;
+        } else {
+            args.seal.offline.warn_unused(signer);
+        }
     }
     if report.failed() > 0 {
         bail!("{} of {} tags failed", report.failed(), report.tags.len());

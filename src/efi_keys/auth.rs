@@ -177,7 +177,6 @@ pub fn build(
     let attributes = ATTRIBUTES | if append { APPEND_WRITE } else { 0 };
     let message = signed_message(var, attributes, time, data);
     let signature = signer
-        .key()
         .sign(HashAlg::Sha256, &message)
         .map_err(|e| EfiKeyError::Sign(e.to_string()))?;
     // sign-efi-sig-list embeds the signer's certificate alone and signs the message directly.

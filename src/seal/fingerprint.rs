@@ -65,6 +65,10 @@ impl SealOptions {
             jobs: _,
             progress: _,
             layer_cache: _,
+            // An offline signer is `signer` too (its certificate is covered there) and gives
+            // the same signatures as the key itself; request ids only name them.
+            offline: _,
+            request_prefix: _,
         } = self;
         let uki = match uki {
             UkiSource::Build => None,
@@ -213,6 +217,7 @@ mod tests {
             o.jobs = 9;
             o.progress = crate::progress::Progress::new(crate::progress::Mode::Lines);
             o.layer_cache = Some(std::sync::Arc::new(crate::digest::LayerCache::new(1 << 20)));
+            o.request_prefix = "x:".into();
         });
         assert_eq!(
             renamed.fingerprint(),

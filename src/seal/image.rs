@@ -11,6 +11,7 @@ use crate::digest::{self, DigestOptions};
 use crate::layer_writer::{LayerContents, LayerEntry, WrittenLayer};
 use crate::manifest::Descriptor;
 use crate::mutate::{self, HistoryEntry, ImageDate};
+use crate::signer::SignLabel;
 use crate::source::{ImageSource, ResolvedImage};
 use crate::uki::{self, UkiInputs};
 use std::sync::Arc;
@@ -103,7 +104,7 @@ pub fn prepare(
             )));
         }
     };
-    let signed_bootloader = signed_bootloader(&inputs, opts).map_err(err)?;
+    let signed_bootloader = signed_bootloader(&inputs, &base.platform, opts).map_err(err)?;
     let date = sealed_date(&base.config, opts);
     let mut layer = sealing_layer(&inputs, signed_bootloader, date.unix, opts);
     if let Some(enrollment) = &opts.enrollment {
@@ -194,8 +195,24 @@ pub fn seal_image(
         UkiSource::Build => {
             let unsigned = prepared.unsigned_uki(opts)?;
             match &opts.signer {
-                Some(s) => authenticode::sign(&unsigned, s.as_ref(), false)
-                    .map_err(|e| err(format!("signing the UKI: {e}")))?,
+                Some(s) => {
+                    let platform = &prepared.base.platform;
+                    // The command line carries the digest over the signed systemd-boot.
+                    let after = match (opts.sign_bootloader, &opts.bootloader) {
+                        (true, None) => vec![opts.request_id(platform, "systemd-boot")],
+                        _ => Vec::new(),
+                    };
+                    let label = SignLabel {
+                        id: opts.request_id(platform, "uki"),
+                        what: format!(
+                            "Authenticode of /boot/EFI/Linux/{}.efi ({platform})",
+                            prepared.inputs.kver
+                        ),
+                        after,
+                    };
+                    authenticode::sign(&unsigned, &s.labelled(label), false)
+                        .map_err(|e| err(format!("signing the UKI: {e}")))?
+                }
                 None => unsigned,
             }
         }
@@ -286,6 +303,7 @@ pub fn seal_image(
 /// systemd-boot signed with the sealing key (or the one supplied), or None when not wanted.
 fn signed_bootloader(
     inputs: &BootInputs,
+    platform: &crate::manifest::Platform,
     opts: &SealOptions,
 ) -> Result<Option<(String, Vec<u8>)>, String> {
     if !opts.sign_bootloader {
@@ -305,8 +323,15 @@ fn signed_bootloader(
             }
             supplied.clone()
         }
-        (None, Some(signer)) => authenticode::sign(unsigned, signer.as_ref(), false)
-            .map_err(|e| format!("signing {path}: {e}"))?,
+        (None, Some(signer)) => {
+            let label = SignLabel {
+                id: opts.request_id(platform, "systemd-boot"),
+                what: format!("Authenticode of {path}.signed ({platform})"),
+                after: Vec::new(),
+            };
+            authenticode::sign(unsigned, &signer.labelled(label), false)
+                .map_err(|e| format!("signing {path}: {e}"))?
+        }
         (None, None) => return Err(
             "systemd-boot must be signed: give --key/--cert, --bootloader, or --no-sign-bootloader"
                 .into(),

@@ -12,13 +12,13 @@ mod write;
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
 pub use fingerprint::{BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION};
 pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_from_image};
-pub use write::{SealReport, seal};
+pub use write::{SealReport, rehearse, seal};
 
 use crate::cmdline::{ArgForm, Expected};
 use crate::compression::Compression;
 use crate::digest::{ComposefsCompat, DigestError, ErofsVersion};
 use crate::manifest::Platform;
-use crate::signer::CertifiedSigner;
+use crate::signer::{CertifiedSigner, OfflineSigner};
 use crate::source::SourceError;
 use std::sync::Arc;
 use x509_cert::Certificate;
@@ -71,6 +71,12 @@ pub struct SealOptions {
     pub enrollment: Option<crate::efi_keys::Enrollment>,
     /// Parsed base layers shared between the seals of one run (`sync`); None reads every layer.
     pub layer_cache: Option<std::sync::Arc<crate::digest::LayerCache>>,
+    /// The key is elsewhere: `signer` holds this offline signer, which replays supplied
+    /// signatures and, when recording (`--prepare-signing`), collects the requests; a
+    /// recording run writes nothing.
+    pub offline: Option<Arc<OfflineSigner>>,
+    /// Put before each signing request id (`sync`: `TAG:`), so one request covers many seals.
+    pub request_prefix: String,
 }
 
 impl Default for SealOptions {
@@ -98,11 +104,22 @@ impl Default for SealOptions {
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
             enrollment: None,
             layer_cache: None,
+            offline: None,
+            request_prefix: String::new(),
         }
     }
 }
 
 impl SealOptions {
+    /// The signing request id of signature `name` for `platform`: the request prefix, then
+    /// the platform when the seal covers several (`linux/arm64:uki`).
+    pub fn request_id(&self, platform: &Platform, name: &str) -> String {
+        match self.platforms.len() > 1 {
+            true => format!("{}{platform}:{name}", self.request_prefix),
+            false => format!("{}{name}", self.request_prefix),
+        }
+    }
+
     /// What the sealed command line must say for `digest_hex`.
     pub fn expected<'a>(&self, digest_hex: &'a str) -> Expected<'a> {
         Expected {
@@ -122,9 +139,35 @@ pub enum SealError {
     Digest(#[from] DigestError),
     #[error("{image}: {message}")]
     Image { image: String, message: String },
+    /// A `--prepare-signing` run: sealed up to the signatures, nothing written.
+    #[error("{destination}: not written: {count} signature(s) to make first")]
+    AwaitingSignatures { destination: String, count: usize },
     #[error("{destination}: {message}")]
     Destination {
         destination: String,
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_name_the_platform_only_when_a_seal_has_several() {
+        let amd = Platform::parse("linux/amd64").unwrap();
+        let arm = Platform::parse("linux/arm64").unwrap();
+        let one = SealOptions::default();
+        assert_eq!(one.request_id(&amd, "uki"), "uki");
+        let two = SealOptions {
+            platforms: vec![amd.clone(), arm.clone()],
+            request_prefix: "v1:".into(),
+            ..Default::default()
+        };
+        assert_eq!(two.request_id(&arm, "uki"), "v1:linux/arm64:uki");
+        assert_eq!(
+            two.request_id(&amd, "systemd-boot"),
+            "v1:linux/amd64:systemd-boot"
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! Sealing one reference: each selected platform sealed into a new image value, written through
-//! the sink (blobs first, [`sink::write_image`]), then each platform's manifest, then the
-//! index; the tag moves only with the last write, so it never points at anything missing.
+//! Sealing one reference: every selected platform sealed into a new image value (and every
+//! signature made or checked) first, then written through the sink (blobs first,
+//! [`sink::write_image`]), each platform's manifest, then the index; the tag moves only with
+//! the last write, so it never points at anything missing.
 
 use super::{SealError, SealOptions, SealedImage, seal_image};
 use crate::manifest::{Descriptor, Document, DocumentKind, sha256_digest};
@@ -35,62 +36,119 @@ pub struct PlatformReport {
     pub warnings: Vec<String>,
 }
 
-/// Seals `from` for `opts.platforms` and writes the result to `sink` (tagged as `to`).
-pub fn seal(
-    source: Arc<dyn ImageSource>,
-    sink: &dyn Sink,
-    to: &ImageRef,
-    opts: &SealOptions,
-) -> Result<SealReport, SealError> {
+/// Every platform of one seal, sealed and not yet written.
+struct Sealed {
+    root: Document,
+    /// The source index's entries left as they are (empty for a single image).
+    untouched: Vec<Descriptor>,
+    images: Vec<SealedImage>,
+}
+
+/// Seals every selected platform of `source` in memory; every signature is made (or, offline,
+/// verified) here, before anything is written.
+fn seal_all(source: &Arc<dyn ImageSource>, opts: &SealOptions) -> Result<Sealed, SealError> {
     let root = source.root_manifest()?;
-    let dest_err = |m: String| SealError::Destination {
-        destination: to.to_string(),
+    let image_err = |m: String| SealError::Image {
+        image: source.name(),
         message: m,
     };
-    let tag = to.tag().map(str::to_owned);
-    let mut platforms = Vec::new();
-    let top: Document = match root.kind {
+    match root.kind {
         DocumentKind::Image => {
             let platform =
                 opts.platforms.first().cloned().unwrap_or_else(|| {
                     crate::manifest::Platform::parse("linux/amd64").expect("valid")
                 });
             let base = source::resolve(source.as_ref(), &platform)?;
-            let sealed = seal_image(&source, base, opts)?;
-            sink::write_image(sink, source.as_ref(), &sealed.image, opts.jobs).map_err(dest_err)?;
-            platforms.push(report(&sealed));
-            sealed.image.manifest_document().map_err(dest_err)?
+            let images = vec![seal_image(source, base, opts)?];
+            Ok(Sealed {
+                root,
+                untouched: Vec::new(),
+                images,
+            })
         }
         DocumentKind::Index => {
-            let mut index = root.json.clone();
-            let entries = root.index_entries().map_err(|m| SealError::Image {
-                image: source.name(),
-                message: m,
-            })?;
+            let entries = root.index_entries().map_err(image_err)?;
             let selected = opts
                 .platforms
                 .iter()
                 .map(|p| root.select_platform(p).map(|d| d.digest))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| SealError::Image {
-                    image: source.name(),
-                    message: m,
-                })?;
-            // Untouched platforms keep their digests: copied (or mounted) first, as they are.
-            for entry in entries.iter().filter(|e| !selected.contains(&e.digest)) {
-                sink::copy_manifest(sink, source.as_ref(), entry, opts.jobs).map_err(dest_err)?;
-            }
+                .map_err(image_err)?;
+            let untouched = entries
+                .into_iter()
+                .filter(|e| !selected.contains(&e.digest))
+                .collect();
+            let mut images = Vec::new();
             for platform in &opts.platforms {
                 let base = source::resolve(source.as_ref(), platform)?;
-                let old = base.manifest_digest();
-                let sealed = seal_image(&source, base, opts)?;
+                images.push(seal_image(source, base, opts)?);
+            }
+            Ok(Sealed {
+                root,
+                untouched,
+                images,
+            })
+        }
+    }
+}
+
+/// Runs the seal up to the point of writing: with an offline signer that records
+/// (`--prepare-signing`), this collects every signing request; nothing is written anywhere.
+pub fn rehearse(source: Arc<dyn ImageSource>, opts: &SealOptions) -> Result<(), SealError> {
+    seal_all(&source, opts).map(|_| ())
+}
+
+/// Seals `from` for `opts.platforms` and writes the result to `sink` (tagged as `to`). Every
+/// platform is sealed (and every signature made or checked) before the first write.
+pub fn seal(
+    source: Arc<dyn ImageSource>,
+    sink: &dyn Sink,
+    to: &ImageRef,
+    opts: &SealOptions,
+) -> Result<SealReport, SealError> {
+    let dest_err = |m: String| SealError::Destination {
+        destination: to.to_string(),
+        message: m,
+    };
+    let tag = to.tag().map(str::to_owned);
+    let sealed = seal_all(&source, opts)?;
+    if let Some(offline) = opts.offline.as_ref().filter(|o| o.recording()) {
+        let count = offline
+            .request()
+            .map(|r| r.requests.len() + r.pending.len());
+        return Err(SealError::AwaitingSignatures {
+            destination: to.to_string(),
+            count: count.unwrap_or(0),
+        });
+    }
+    let Sealed {
+        root,
+        untouched,
+        images,
+    } = sealed;
+    let mut platforms = Vec::new();
+    let top: Document = match root.kind {
+        DocumentKind::Image => {
+            let sealed = &images[0];
+            sink::write_image(sink, source.as_ref(), &sealed.image, opts.jobs).map_err(dest_err)?;
+            platforms.push(report(sealed));
+            sealed.image.manifest_document().map_err(dest_err)?
+        }
+        DocumentKind::Index => {
+            let mut index = root.json.clone();
+            // Untouched platforms keep their digests: copied (or mounted) first, as they are.
+            for entry in &untouched {
+                sink::copy_manifest(sink, source.as_ref(), entry, opts.jobs).map_err(dest_err)?;
+            }
+            for sealed in &images {
+                let old = sealed.base.manifest_digest();
                 sink::write_image(sink, source.as_ref(), &sealed.image, opts.jobs)
                     .map_err(dest_err)?;
                 sink.put_manifest(&sealed.image.manifest_document().map_err(dest_err)?, None)
                     .map_err(|e| dest_err(e.to_string()))?;
                 index = mutate::index_with_replaced(&index, &old, &sealed.image.manifest)
                     .map_err(dest_err)?;
-                platforms.push(report(&sealed));
+                platforms.push(report(sealed));
             }
             // The index records what it was sealed from and how, as its manifests do, so
             // `sync` can judge a multi-arch tag from its top document alone (a Docker manifest

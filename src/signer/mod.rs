@@ -1,9 +1,11 @@
 //! Who makes an RSA signature: one [`Signer`] trait for every signature bootseal makes
-//! (Authenticode for UKIs and systemd-boot, `.pcrsig` PCR policies, and later EFI variable
-//! payloads), implemented by a key file ([`FileKey`]) and by a key that never leaves a PKCS#11
-//! token ([`pkcs11::Pkcs11Key`]). [`CertifiedSigner`] pairs a signer with its X.509
-//! certificate after checking they belong together. The external path (a digest signed
-//! elsewhere, attached with `sign --attach` or given to `seal --uki`) needs no signer here.
+//! (Authenticode for UKIs and systemd-boot, `.pcrsig` PCR policies, EFI variable
+//! payloads), implemented by a key file ([`FileKey`]), by a key that never leaves a PKCS#11
+//! token ([`pkcs11::Pkcs11Key`]), and by a key in another room ([`OfflineSigner`]: requests
+//! written out, signatures made there verified and replayed). [`CertifiedSigner`] pairs a
+//! signer with its X.509 certificate after checking they belong together, and names each
+//! signature it makes ([`SignLabel`]) for the offline signer. The external path (a digest
+//! signed elsewhere, attached with `sign --attach` or given to `seal --uki`) needs no signer.
 //!
 //! Every signature is RSASSA-PKCS1-v1_5 (RFC 8017 §8.2) over a DigestInfo; it is deterministic,
 //! so a key file and the same key inside a token give byte-identical signatures.
@@ -12,10 +14,12 @@
 pub(crate) mod cms;
 pub mod file;
 pub mod keys;
+pub mod offline;
 pub mod pkcs11;
 
 pub use file::FileKey;
 pub use keys::KeyError;
+pub use offline::{OfflineError, OfflineSigner};
 pub use pkcs11::{Pkcs11Error, Pkcs11Options, Pkcs11Uri};
 
 use rsa::RsaPublicKey;
@@ -107,6 +111,8 @@ pub enum SignError {
         len: usize,
         expected: usize,
     },
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
     #[error("{key}: signing failed: {reason}")]
     Crypto { key: String, reason: String },
     #[error("cannot read {what} {path}: {source}")]
@@ -135,20 +141,50 @@ pub trait Signer: Send + Sync {
     fn sign(&self, hash: HashAlg, message: &[u8]) -> Result<Vec<u8>, SignError> {
         self.sign_digest(hash, &hash.digest(message))
     }
+
+    /// [`Signer::sign`] for the signature `label` names. Only signers that sign elsewhere
+    /// ([`OfflineSigner`]) look at the name; the others sign at once.
+    fn sign_labelled(
+        &self,
+        label: &SignLabel,
+        hash: HashAlg,
+        message: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        let _ = label;
+        self.sign(hash, message)
+    }
+}
+
+/// What one signature is, for a signing request: a stable `id` (`uki`,
+/// `linux/arm64:systemd-boot`), a sentence saying what it signs, and the ids of signatures
+/// whose values the signed bytes depend on (the UKI's command line carries a digest over the
+/// signed systemd-boot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignLabel {
+    pub id: String,
+    pub what: String,
+    pub after: Vec<String>,
 }
 
 /// A signer paired with the certificate of its public key (and intermediates to embed), as
 /// CMS SignedData (Authenticode, EFI variable authentication) needs it.
 pub struct CertifiedSigner {
-    key: Box<dyn Signer>,
+    key: Arc<dyn Signer>,
     cert: Certificate,
     extra: Vec<Certificate>,
+    label: Option<SignLabel>,
 }
 
 impl CertifiedSigner {
     /// Pair `key` with `cert`; fails unless the certificate carries the key's public key, so
     /// a mismatch is found before anything is signed or uploaded.
     pub fn new(key: Box<dyn Signer>, cert: Certificate) -> Result<Self, SignError> {
+        Self::new_shared(Arc::from(key), cert)
+    }
+
+    /// [`CertifiedSigner::new`] for a signer shared with others (an [`OfflineSigner`] that
+    /// collects the requests of a whole run).
+    pub fn new_shared(key: Arc<dyn Signer>, cert: Certificate) -> Result<Self, SignError> {
         let subject = cert.tbs_certificate.subject.to_string();
         let cert_key =
             keys::certificate_rsa_key(&cert).map_err(|source| SignError::Certificate {
@@ -165,7 +201,26 @@ impl CertifiedSigner {
             key,
             cert,
             extra: Vec::new(),
+            label: None,
         })
+    }
+
+    /// The same key and certificates, naming the signatures it makes `label`.
+    pub fn labelled(&self, label: SignLabel) -> Self {
+        CertifiedSigner {
+            key: Arc::clone(&self.key),
+            cert: self.cert.clone(),
+            extra: self.extra.clone(),
+            label: Some(label),
+        }
+    }
+
+    /// RSASSA-PKCS1-v1_5 over `message` hashed with `hash`, under this signer's label.
+    pub fn sign(&self, hash: HashAlg, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match &self.label {
+            Some(label) => self.key.sign_labelled(label, hash, message),
+            None => self.key.sign(hash, message),
+        }
     }
 
     /// Add intermediate certificates to embed (like `sbsign --addcert`).

@@ -39,6 +39,11 @@ pub enum Outcome {
     Failed {
         reason: String,
     },
+    /// Offline signing: not sealed for want of these signatures (requested by a
+    /// `--prepare-signing` run, or missing from `--signatures`).
+    Unsigned {
+        ids: Vec<String>,
+    },
 }
 
 /// One tag's line of the summary.
@@ -59,6 +64,12 @@ impl std::fmt::Display for TagResult {
             Outcome::Unchanged { .. } => write!(f, "{}: unchanged", self.tag),
             Outcome::Skipped { reason } => write!(f, "{}: skipped: {reason}", self.tag),
             Outcome::Failed { reason } => write!(f, "{}: failed: {reason}", self.tag),
+            Outcome::Unsigned { ids } => write!(
+                f,
+                "{}: not sealed: awaiting signatures {}",
+                self.tag,
+                ids.join(", ")
+            ),
         }
     }
 }
@@ -100,6 +111,9 @@ pub struct SyncRequest {
     pub dest: RegistryOptions,
     /// Bytes of parsed layers kept for reuse between tags (0: no cache).
     pub layer_cache_budget: usize,
+    /// Offline signing, first run: collect the signing requests of every tag it would seal
+    /// (through the seal options' recording signer), write nothing.
+    pub prepare_signing: bool,
 }
 
 /// Why the run could not start (per-tag failures are [`Outcome::Failed`]).
@@ -139,8 +153,9 @@ pub fn sync(
         .collect();
     // One layout for every tag (blobs stored once); registries are opened per tag, and only
     // for tags that are written.
-    let layout_sink = match (&request.to, request.dry_run) {
-        (Repo::Layout { dir, .. }, false) => {
+    let writes = !request.dry_run && !request.prepare_signing;
+    let layout_sink = match (&request.to, writes) {
+        (Repo::Layout { dir, .. }, true) => {
             Some(OciLayoutSink::create(dir, None).map_err(|e| SyncError::Other(e.to_string()))?)
         }
         _ => None,
@@ -263,6 +278,23 @@ fn sync_tag(
     }
     let to = request.to.image(tag);
     opts.base_name = from.registry_name();
+    // Tags cannot hold ':', so `TAG:` keeps each tag's request ids apart.
+    opts.request_prefix = format!("{tag}:");
+    let unsigned = |opts: &SealOptions| {
+        opts.offline
+            .as_ref()
+            .map(|o| o.unsigned(&opts.request_prefix))
+            .filter(|ids| !ids.is_empty())
+    };
+    if request.prepare_signing {
+        result.outcome = match seal::rehearse(source, opts) {
+            Ok(()) => Outcome::Unsigned {
+                ids: unsigned(opts).unwrap_or_default(),
+            },
+            Err(e) => fail(e.to_string()),
+        };
+        return result;
+    }
     let opened;
     let sink: &dyn Sink = match layout_sink {
         Some(s) => s,
@@ -285,7 +317,10 @@ fn sync_tag(
             reference: report.reference,
             digest: report.digest,
         },
-        Err(e) => fail(e),
+        Err(e) => match unsigned(opts) {
+            Some(ids) => Outcome::Unsigned { ids },
+            None => fail(e),
+        },
     };
     result
 }

@@ -19,6 +19,7 @@ mod digest_selinux;
 mod digest_tools;
 mod efi_keys;
 mod fuzz_replay;
+mod offline_signing;
 mod pe_hostile;
 mod pkcs11_seal;
 mod pkcs11_sign;

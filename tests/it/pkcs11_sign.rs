@@ -346,7 +346,11 @@ fn pcrsig_signed_on_the_token() {
 fn forbid_signing(hsm: &SoftHsm, label: &str) {
     let out = stdout_of(
         hsm.env(&mut Command::new(std::env::current_exe().unwrap()))
-            .args(["--exact", "pkcs11_sign::forbid_signing_helper", "--nocapture"])
+            .args([
+                "--exact",
+                "pkcs11_sign::forbid_signing_helper",
+                "--nocapture",
+            ])
             .env("BOOTSEAL_TEST_FORBID_SIGNING", label)
             .env("BOOTSEAL_TEST_TOKEN", &hsm.label),
     );
