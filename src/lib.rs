@@ -4,12 +4,14 @@
 //! checked by `content_digest`) -> layer stream -> tree -> digest -> command line (`cmdline`) ->
 //! UKI (`uki`, `pe`) -> signature (`authenticode`, `signer`; `efi_keys` for Secure Boot
 //! enrollment payloads) -> new layer -> `mutate` -> sink; `seal` strings them together, `sync`
-//! runs it over a repository's tags; the binary's `cli` only parses flags.
+//! runs it over a repository's tags; `diff` compares two trees' composefs dumpfiles (from
+//! `digest` or a file); the binary's `cli` only parses flags.
 
 pub mod authenticode;
 pub mod civil_time;
 pub mod cmdline;
 pub mod content_digest;
+pub mod diff;
 pub mod digest;
 pub mod efi_keys;
 pub mod layer_stream;

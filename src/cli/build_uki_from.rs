@@ -73,6 +73,7 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
             stub: stub.clone(),
             erofs_version: a.format.erofs_version,
             compat: a.format.composefs_compat,
+            dumpfile: false,
             ..Default::default()
         };
         let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;
@@ -111,6 +112,8 @@ pub fn run(args: &super::build_uki::Args) -> anyhow::Result<()> {
         composefs_arg: a.composefs.composefs_arg,
         allow_missing_verity: a.composefs.allow_missing_verity,
         enrollment: a.enroll.load()?,
+        // The dumpfile goes into the sealed layer, which `seal --uki` writes.
+        dumpfile: false,
         ..Default::default()
     };
     let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;

@@ -10,6 +10,9 @@ const KERNELS: &str = "/usr/lib/modules/*/vmlinuz";
 const INITRDS: &str = "/usr/lib/modules/*/initramfs.img";
 const EFI_DIR: &str = "/usr/lib/systemd/boot/efi";
 const KARGS_D: &str = "/usr/lib/bootc/kargs.d/*.toml";
+/// Global UKI add-ons the base image already carries (composefs-boot 0.9.0 `bootloader.rs`
+/// finds them there; systemd-stub loads them from the ESP's `loader/addons`).
+pub(crate) const GLOBAL_ADDONS: &str = "/boot/loader/addons/*.addon.efi";
 
 /// The files to stash while the base layers stream.
 pub fn capture_set() -> CaptureSet {
@@ -21,6 +24,7 @@ pub fn capture_set() -> CaptureSet {
         .with(&format!("{EFI_DIR}/*.efi.stub"))
         .with(&format!("{EFI_DIR}/systemd-boot*.efi"))
         .with(KARGS_D)
+        .with(GLOBAL_ADDONS)
 }
 
 /// The EFI file-name suffix of an OCI architecture (`x64`, `aa64`).
@@ -42,6 +46,14 @@ pub fn stub_path(oci_arch: &str) -> String {
     )
 }
 
+/// Where the image's add-on stub for `oci_arch` is (systemd-boot-efi >= 254).
+pub fn addon_stub_path(oci_arch: &str) -> String {
+    format!(
+        "{EFI_DIR}/addon{}.efi.stub",
+        efi_arch(oci_arch).unwrap_or("?")
+    )
+}
+
 /// Mode, uid and gid of a directory in the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirMeta {
@@ -58,6 +70,10 @@ pub struct BootInputs {
     pub os_release: Vec<u8>,
     /// The stub (None when the image has none; the caller may supply one).
     pub stub: Option<Vec<u8>>,
+    /// systemd's add-on stub (`addon<arch>.efi.stub`, systemd >= 254), if the image has one.
+    pub addon_stub: Option<Vec<u8>>,
+    /// Global add-ons already in the image: (path, bytes), in file-name order.
+    pub global_addons: Vec<(String, Vec<u8>)>,
     /// `systemd-boot<arch>.efi`, unsigned, and its path in the image.
     pub systemd_boot: Option<(String, Vec<u8>)>,
     /// kargs.d files: (file name, contents).
@@ -113,6 +129,14 @@ pub fn find(
     let stub = captured
         .read(&format!("{EFI_DIR}/linux{arch}.efi.stub"))
         .ok();
+    let addon_stub = captured
+        .read(&format!("{EFI_DIR}/addon{arch}.efi.stub"))
+        .ok();
+    let mut global_addons = Vec::new();
+    for path in captured.matching(GLOBAL_ADDONS) {
+        global_addons.push((path.to_owned(), captured.read(path)?));
+    }
+    global_addons.sort();
     let sd_path = format!("{EFI_DIR}/systemd-boot{arch}.efi");
     let systemd_boot = captured.read(&sd_path).ok().map(|b| (sd_path, b));
     let mut kargs_d = Vec::new();
@@ -143,6 +167,8 @@ pub fn find(
         initrd,
         os_release,
         stub,
+        addon_stub,
+        global_addons,
         systemd_boot,
         kargs_d,
         boot_dir,

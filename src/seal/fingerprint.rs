@@ -54,6 +54,13 @@ impl SealOptions {
             "composefs_arg": format!("{:?}", self.composefs_arg),
             "allow_missing_verity": self.allow_missing_verity,
             "source_date_epoch": self.source_date_epoch,
+            "dumpfile": self.dumpfile,
+            "addons": self.addons.iter().map(|a| match a {
+                super::AddonSource::Cmdline(text) => serde_json::json!({ "cmdline": text }),
+                super::AddonSource::File { name, bytes } =>
+                    serde_json::json!({ "file": name, "digest": hash_of(Some(bytes)) }),
+            }).collect::<Vec<_>>(),
+            "addon_scope": format!("{:?}", self.addon_scope),
         });
         let bytes = serde_json::to_vec(&record).expect("JSON of plain values");
         format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -91,6 +98,14 @@ mod tests {
             },
             SealOptions {
                 labels: vec![("a".into(), "b".into())],
+                ..Default::default()
+            },
+            SealOptions {
+                dumpfile: false,
+                ..Default::default()
+            },
+            SealOptions {
+                addons: vec![super::super::AddonSource::Cmdline("quiet".into())],
                 ..Default::default()
             },
         ];

@@ -44,6 +44,9 @@ pub struct Prepared {
     /// The date of the new config, history entry and layer.
     pub date: ImageDate,
     pub warnings: Vec<String>,
+    /// The composefs dumpfile of the bootable tree the digest is computed from (with
+    /// [`SealOptions::dumpfile`]).
+    pub dumpfile: Option<String>,
 }
 
 /// The sealed image's date: `SOURCE_DATE_EPOCH` when given, else the base's own (its config's
@@ -119,6 +122,7 @@ pub fn prepare(
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;
     dopts.capture = Default::default();
+    dopts.keep_dumpfile = opts.dumpfile;
     let report = ingested.finish(&dopts)?;
     let image_kargs =
         cmdline::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
@@ -138,6 +142,7 @@ pub fn prepare(
         cmdline,
         date,
         warnings: report.warnings,
+        dumpfile: report.dumpfile,
     })
 }
 
@@ -193,20 +198,37 @@ pub fn seal_image(
         image: name.clone(),
         message: m,
     };
-    let uki_bytes = match &opts.uki {
+    let (uki_bytes, uki_cmdline, stub_version) = match &opts.uki {
         UkiSource::Build => {
             let unsigned = prepared.unsigned_uki(opts)?;
-            match &opts.signer {
+            let signed = match &opts.signer {
                 Some(s) => authenticode::sign(&unsigned, s.as_ref(), false)
                     .map_err(|e| err(format!("signing the UKI: {e}")))?,
                 None => unsigned,
-            }
+            };
+            let version = uki::stub::version(&prepared.stub);
+            (signed, prepared.cmdline.clone(), version)
         }
         UkiSource::Signed(bytes) => {
             check_supplied_uki(bytes, &prepared.digest_hex, opts).map_err(err)?;
-            bytes.clone()
+            let report = uki::inspect(bytes).map_err(|e| err(format!("--uki: {e}")))?;
+            (
+                bytes.clone(),
+                report.cmdline.unwrap_or_default(),
+                report.stub_version,
+            )
         }
     };
+    let addons = super::addons::prepare(
+        opts,
+        &prepared.inputs.kver,
+        &uki_cmdline,
+        stub_version,
+        prepared.inputs.addon_stub.as_deref(),
+        &prepared.inputs.global_addons,
+        opts.expected(&prepared.digest_hex),
+    )
+    .map_err(err)?;
     let Prepared {
         base,
         inputs,
@@ -215,6 +237,7 @@ pub fn seal_image(
         cmdline,
         date,
         warnings,
+        dumpfile,
         ..
     } = prepared;
     layer.entries.insert(
@@ -227,6 +250,26 @@ pub fn seal_image(
             content: Arc::from(uki_bytes),
         },
     );
+    // The add-ons (and their directories) follow the UKI.
+    layer
+        .entries
+        .splice(4..4, super::addons::layer_entries(addons));
+    if let Some(dump) = dumpfile {
+        // bootc (>= 1.16.7, `print_uki_dumpfile_diff` in crates/lib/src/bootc_composefs/boot.rs)
+        // reads `/boot/<UKI file name with .efi replaced by .dump>` when the UKI's composefs=
+        // differs from the digest it computed, and diffs it against its own tree. /boot is
+        // emptied by the boot transform, so this file leaves the digest as it is.
+        layer.entries.insert(
+            1,
+            LayerEntry::File {
+                path: format!("boot/{}.dump", inputs.kver),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                content: Arc::from(dump.into_bytes()),
+            },
+        );
+    }
 
     let compression = opts
         .compression
@@ -422,6 +465,37 @@ pub fn stub_from_image(
     source_opts: &crate::source::SourceOptions,
     platform: &crate::manifest::Platform,
 ) -> Result<Vec<u8>, SealError> {
+    file_from_image(
+        image,
+        source_opts,
+        platform,
+        &boot_inputs::stub_path,
+        "stub",
+    )
+}
+
+/// systemd's add-on stub for `platform` taken out of an image (`build-addon --from`).
+pub fn addon_stub_from_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &crate::source::SourceOptions,
+    platform: &crate::manifest::Platform,
+) -> Result<Vec<u8>, SealError> {
+    file_from_image(
+        image,
+        source_opts,
+        platform,
+        &boot_inputs::addon_stub_path,
+        "add-on stub (systemd-boot-efi >= 254)",
+    )
+}
+
+fn file_from_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &crate::source::SourceOptions,
+    platform: &crate::manifest::Platform,
+    path_for: &dyn Fn(&str) -> String,
+    what: &str,
+) -> Result<Vec<u8>, SealError> {
     let source = crate::source::open(image, source_opts)?;
     let resolved = crate::source::resolve(source.as_ref(), platform)?;
     let err = |message: String| SealError::Image {
@@ -429,7 +503,7 @@ pub fn stub_from_image(
         message,
     };
     boot_inputs::efi_arch(&platform.architecture).map_err(err)?;
-    let path = boot_inputs::stub_path(&platform.architecture);
+    let path = path_for(&platform.architecture);
     let capture = crate::tree::CaptureSet::new().with(&path);
     let opts = DigestOptions {
         capture: capture.clone(),
@@ -443,7 +517,7 @@ pub fn stub_from_image(
     ingested
         .captured(&capture)
         .read(&path)
-        .map_err(|e| err(format!("no stub at {path}: {e}")))
+        .map_err(|e| err(format!("no {what} at {path}: {e}")))
 }
 
 /// `sha256:0123456789ab` for progress labels.

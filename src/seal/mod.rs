@@ -3,6 +3,7 @@
 //! config and manifest as new values, then write them to a sink: base blobs first (mounted or
 //! copied), the new layer streamed, the config, and the manifest (or index) last.
 
+pub mod addons;
 mod boot_inputs;
 pub(crate) mod enroll;
 mod fingerprint;
@@ -10,9 +11,13 @@ mod image;
 pub mod policy;
 mod write;
 
+pub use addons::{AddonScope, AddonSource};
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
 pub use fingerprint::{BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION};
-pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_from_image};
+pub use image::{
+    Prepared, SealedImage, addon_stub_from_image, prepare, prepare_image, seal_image,
+    stub_from_image,
+};
 pub use write::{SealReport, seal};
 
 use crate::cmdline::{ArgForm, Expected};
@@ -72,6 +77,13 @@ pub struct SealOptions {
     pub enrollment: Option<crate::efi_keys::Enrollment>,
     /// Parsed base layers shared between the seals of one run (`sync`); None reads every layer.
     pub layer_cache: Option<std::sync::Arc<crate::digest::LayerCache>>,
+    /// Write `/boot/<kver>.dump`, the composefs dumpfile of the tree the digest is computed
+    /// from, which bootc prints a diff against when the UKI's digest does not match its own.
+    pub dumpfile: bool,
+    /// UKI add-ons to build or take, sign and place (`--addon-cmdline`, `--addon`).
+    pub addons: Vec<AddonSource>,
+    /// Where the add-ons go (`--addon-scope`).
+    pub addon_scope: AddonScope,
 }
 
 impl Default for SealOptions {
@@ -99,6 +111,9 @@ impl Default for SealOptions {
             progress: crate::progress::Progress::new(crate::progress::Mode::Quiet),
             enrollment: None,
             layer_cache: None,
+            dumpfile: true,
+            addons: Vec::new(),
+            addon_scope: AddonScope::Uki,
         }
     }
 }

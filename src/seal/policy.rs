@@ -64,7 +64,9 @@ pub fn verify(
         .with(UKIS)
         .with(SIGNED_BOOTLOADERS)
         .with(KERNELS)
-        .with(super::enroll::PAYLOADS);
+        .with(super::enroll::PAYLOADS)
+        .with(super::addons::UKI_ADDONS)
+        .with(super::boot_inputs::GLOBAL_ADDONS);
     let opts = DigestOptions {
         erofs_version: policy.erofs_version,
         compat: policy.compat,
@@ -107,6 +109,7 @@ pub fn verify(
     };
     let mut cmdline = None;
     let mut composefs_argument = None;
+    let mut addon_checks = Vec::new();
     if let (Some(path), Some(bytes)) = (&uki_path, &uki_bytes) {
         check("one UKI", true, path.clone());
         match uki::inspect(bytes) {
@@ -152,6 +155,17 @@ pub fn verify(
                         )
                     },
                 );
+                addon_checks = super::addons::verify_checks(
+                    &captured,
+                    path,
+                    &line,
+                    cert,
+                    Expected {
+                        digest_hex: &report.digest_hex,
+                        erofs_version: policy.erofs_version,
+                        allow_missing_verity: policy.allow_missing_verity,
+                    },
+                );
                 cmdline = Some(line);
             }
             Err(e) => check("UKI readable", false, e.to_string()),
@@ -179,6 +193,7 @@ pub fn verify(
             }
         }
     }
+    checks.extend(addon_checks);
     // Enrollment payloads (`seal --enroll-keys`): checked whether or not --cert is given.
     let bootloaders: Vec<(String, Vec<u8>)> = captured
         .matching(SIGNED_BOOTLOADERS)

@@ -4,6 +4,7 @@
 //! [`build`] takes all inputs as bytes; where they come from (files, an image) is the
 //! caller's business.
 
+pub mod addon;
 pub mod assemble;
 pub mod inspect;
 pub mod kernel;
@@ -16,6 +17,7 @@ use crate::pe::PeError;
 use assemble::NewSection;
 use thiserror::Error;
 
+pub use addon::{AddonInputs, build_addon};
 pub use inspect::{UkiReport, inspect};
 pub use pcr::{Bank, PcrValue};
 pub use pcrsig::PcrSigning;

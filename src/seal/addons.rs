@@ -1,0 +1,364 @@
+//! UKI add-ons in a sealed image: built from the image's own add-on stub (`--addon-cmdline`) or
+//! supplied (`--addon`), signed like the UKI, and placed where composefs-boot 0.9.0's
+//! boot-resource discovery (`bootloader.rs`: `<uki>.efi.extra.d/*.addon.efi` beside the UKI in
+//! `/boot/EFI/Linux`, and `/boot/loader/addons/*.addon.efi`) and systemd-stub (the same
+//! directories on the ESP) find them. The command line the kernel will see, the UKI's plus every
+//! add-on's in systemd-stub's order, is held to the sealed policy as a whole.
+
+use super::SealOptions;
+use crate::authenticode;
+use crate::cmdline::{self, Expected};
+use crate::layer_writer::LayerEntry;
+use crate::uki::{self, AddonInputs};
+use std::sync::Arc;
+
+/// Where an add-on applies: to the sealed UKI only, or to every UKI on the ESP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddonScope {
+    /// `/boot/EFI/Linux/<kver>.efi.extra.d/` (composefs-boot `PEType::UkiAddon`).
+    #[default]
+    Uki,
+    /// `/boot/loader/addons/` (composefs-boot `PEType::GlobalUkiAddon`).
+    Global,
+}
+
+impl std::str::FromStr for AddonScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uki" => Ok(AddonScope::Uki),
+            "global" => Ok(AddonScope::Global),
+            _ => Err(format!(
+                "unknown add-on scope {s:?} (expected uki or global)"
+            )),
+        }
+    }
+}
+
+/// One add-on to seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddonSource {
+    /// Kernel arguments (ukify's text form), built into an add-on from the image's stub.
+    Cmdline(String),
+    /// An add-on built elsewhere: its file name (`NAME.addon.efi`) and bytes.
+    File { name: String, bytes: Vec<u8> },
+}
+
+/// The systemd-stub release that loads add-ons from `<uki>.efi.extra.d/` (254) and from
+/// `loader/addons/` (255); older stubs ignore both, so the arguments would silently be lost.
+const STUB_WITH_UKI_ADDONS: u32 = 254;
+const STUB_WITH_GLOBAL_ADDONS: u32 = 255;
+
+/// An add-on ready for the sealed layer: path in the image (no leading `/`), signed bytes, and
+/// its `.cmdline` as systemd-stub will append it.
+pub(crate) struct PlacedAddon {
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub cmdline: String,
+}
+
+/// The directory (no leading `/`) add-ons of `scope` go to for the UKI of kernel `kver`.
+pub fn addon_dir(scope: AddonScope, kver: &str) -> String {
+    match scope {
+        AddonScope::Uki => format!("boot/EFI/Linux/{kver}.efi.extra.d"),
+        AddonScope::Global => "boot/loader/addons".to_owned(),
+    }
+}
+
+/// An add-on's `.cmdline` text (empty if it has none); `what` names it in errors.
+fn addon_cmdline(bytes: &[u8], what: &str) -> Result<String, String> {
+    let report = uki::inspect(bytes).map_err(|e| format!("add-on {what}: {e}"))?;
+    if report.sections.iter().any(|s| s.name == ".linux") {
+        return Err(format!(
+            "add-on {what} has a .linux section: it is a UKI, not an add-on"
+        ));
+    }
+    Ok(report.cmdline.unwrap_or_default())
+}
+
+/// Signs an add-on with the seal's signer unless it already verifies against the seal's
+/// certificate; without a signer, an add-on must already verify (`seal --uki` with `--cert`).
+fn signed(bytes: Vec<u8>, what: &str, opts: &SealOptions) -> Result<Vec<u8>, String> {
+    let cert = opts
+        .signer
+        .as_ref()
+        .map(|s| s.certificate().clone())
+        .or_else(|| opts.cert.clone());
+    if let Some(cert) = &cert
+        && authenticode::verify(&bytes, cert).is_ok()
+    {
+        return Ok(bytes);
+    }
+    match &opts.signer {
+        Some(signer) => {
+            let already = authenticode::signatures(&bytes).is_ok_and(|s| !s.is_empty());
+            authenticode::sign(&bytes, signer.as_ref(), already)
+                .map_err(|e| format!("signing add-on {what}: {e}"))
+        }
+        None if cert.is_some() => Err(format!(
+            "add-on {what} is not signed by the --cert certificate, and there is no --key to sign it"
+        )),
+        None => Err(format!("add-on {what} cannot be signed: give --key/--cert")),
+    }
+}
+
+/// Builds, signs and checks the add-ons of `opts` for the UKI of `kver` whose command line is
+/// `uki_cmdline` and whose stub is systemd `stub_version`. `addon_stub` is the image's add-on
+/// stub; `global_in_image` the global add-ons the base image carries (path, bytes), which are
+/// kept and take part in the command-line check. Returns the add-ons to write, in the order
+/// systemd-stub applies them.
+pub(crate) fn prepare(
+    opts: &SealOptions,
+    kver: &str,
+    uki_cmdline: &str,
+    stub_version: Option<u32>,
+    addon_stub: Option<&[u8]>,
+    global_in_image: &[(String, Vec<u8>)],
+    expected: Expected<'_>,
+) -> Result<Vec<PlacedAddon>, String> {
+    if !opts.addons.is_empty() {
+        let needed = match opts.addon_scope {
+            AddonScope::Uki => STUB_WITH_UKI_ADDONS,
+            AddonScope::Global => STUB_WITH_GLOBAL_ADDONS,
+        };
+        match stub_version {
+            Some(v) if v >= needed => {}
+            Some(v) => {
+                return Err(format!(
+                    "the UKI's systemd-stub {v} cannot load {} add-ons (systemd >= {needed} does): \
+                     the add-ons' arguments would be lost; use a newer stub (--stub)",
+                    scope_name(opts.addon_scope)
+                ));
+            }
+            None => {
+                return Err(
+                    "cannot tell whether the UKI's systemd-stub loads add-ons (no version in .sdmagic)"
+                        .into(),
+                );
+            }
+        }
+    }
+    let dir = addon_dir(opts.addon_scope, kver);
+    let mut placed: Vec<PlacedAddon> = Vec::new();
+    for (i, source) in opts.addons.iter().enumerate() {
+        let (name, unsigned, line) = match source {
+            AddonSource::Cmdline(text) => {
+                let stub = addon_stub.ok_or_else(|| {
+                    "--addon-cmdline: the image has no add-on stub \
+                     (/usr/lib/systemd/boot/efi/addon<arch>.efi.stub, systemd-boot-efi >= 254); \
+                     build one elsewhere and give --addon"
+                        .to_owned()
+                })?;
+                let line = uki::normalize_cmdline(text);
+                let name = format!("bootseal-{:02}.addon.efi", i + 1);
+                cmdline::check_addon_cmdline(&line, &name)?;
+                let bytes = uki::build_addon(&AddonInputs {
+                    stub,
+                    cmdline: line.as_bytes(),
+                    sbat: None,
+                })
+                .map_err(|e| format!("building add-on {name}: {e}"))?;
+                (name, bytes, line)
+            }
+            AddonSource::File { name, bytes } => {
+                if !name.ends_with(".addon.efi") || name.contains('/') {
+                    return Err(format!(
+                        "add-on {name}: the file name must end in .addon.efi (systemd-stub and composefs-boot look for *.addon.efi)"
+                    ));
+                }
+                let line = addon_cmdline(bytes, name)?;
+                cmdline::check_addon_cmdline(&line, name)?;
+                (name.clone(), bytes.clone(), line)
+            }
+        };
+        let path = format!("{dir}/{name}");
+        if placed.iter().any(|p| p.path == path) {
+            return Err(format!("two add-ons named {name}"));
+        }
+        let bytes = signed(unsigned, &name, opts)?;
+        placed.push(PlacedAddon {
+            path,
+            bytes,
+            cmdline: line,
+        });
+    }
+    // The base image's own global add-ons are loaded too: check them the same way.
+    let mut existing = Vec::new();
+    for (path, bytes) in global_in_image {
+        let line = addon_cmdline(bytes, path)?;
+        cmdline::check_addon_cmdline(&line, path)?;
+        existing.push((path.trim_start_matches('/').to_owned(), line));
+    }
+    check_effective(uki_cmdline, &placed, &existing, expected)?;
+    placed.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(placed)
+}
+
+fn scope_name(scope: AddonScope) -> &'static str {
+    match scope {
+        AddonScope::Uki => "per-UKI (<uki>.efi.extra.d)",
+        AddonScope::Global => "global (loader/addons)",
+    }
+}
+
+/// The kernel's command line as systemd-stub composes it (global add-ons, then the UKI's own,
+/// each by file name) must still read, with composefs-boot's parser, as the sealed digest.
+fn check_effective(
+    uki_cmdline: &str,
+    placed: &[PlacedAddon],
+    existing: &[(String, String)],
+    expected: Expected<'_>,
+) -> Result<(), String> {
+    let mut global: Vec<(&str, &str)> = existing
+        .iter()
+        .map(|(p, l)| (p.as_str(), l.as_str()))
+        .collect();
+    let mut per_uki: Vec<(&str, &str)> = Vec::new();
+    for p in placed {
+        let entry = (p.path.as_str(), p.cmdline.as_str());
+        if p.path.starts_with("boot/loader/addons/") {
+            global.push(entry);
+        } else {
+            per_uki.push(entry);
+        }
+    }
+    let by_name = |v: &mut Vec<(&str, &str)>| v.sort_by_key(|(p, _)| p.rsplit('/').next());
+    by_name(&mut global);
+    by_name(&mut per_uki);
+    let lines: Vec<&str> = global.iter().chain(&per_uki).map(|(_, l)| *l).collect();
+    let effective = cmdline::effective_cmdline(uki_cmdline, &lines);
+    cmdline::check_sealed(&effective, expected)
+        .map(|_| ())
+        .map_err(|e| format!("the command line with the add-ons ({effective}): {e}"))
+}
+
+/// The layer entries for `addons`: each directory the sealed layer does not already make
+/// (`boot/EFI/Linux` and above are there), then the files, in order.
+pub(crate) fn layer_entries(addons: Vec<PlacedAddon>) -> Vec<LayerEntry> {
+    let mut out = Vec::new();
+    let mut made: Vec<String> = Vec::new();
+    for addon in addons {
+        let dir = addon.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while d.starts_with("boot/") && !["boot/EFI", "boot/EFI/Linux"].contains(&d) {
+            missing.push(d.to_owned());
+            d = d.rsplit_once('/').map_or("", |(parent, _)| parent);
+        }
+        for path in missing.into_iter().rev() {
+            if !made.contains(&path) {
+                made.push(path.clone());
+                out.push(LayerEntry::Directory {
+                    path,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime_nsec: 0,
+                });
+            }
+        }
+        out.push(LayerEntry::File {
+            path: addon.path,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            content: Arc::from(addon.bytes),
+        });
+    }
+    out
+}
+
+/// Per-UKI add-ons anywhere under `/boot/EFI/Linux` (placement is checked, not assumed).
+pub(crate) const UKI_ADDONS: &str = "/boot/EFI/Linux/*.efi.extra.d/*.addon.efi";
+
+/// `verify`'s checks of a sealed image's add-ons: each is in the `.extra.d` directory of the
+/// image's one UKI (`uki_path`) or global, carries an acceptable command line, is signed by
+/// `cert` (when given), and with all of them the kernel's command line still reads as the
+/// sealed digest. Nothing when the image has no add-ons.
+pub(crate) fn verify_checks(
+    captured: &crate::tree::CapturedFiles,
+    uki_path: &str,
+    uki_cmdline: &str,
+    cert: Option<&x509_cert::Certificate>,
+    expected: Expected<'_>,
+) -> Vec<super::policy::Check> {
+    let mut checks = Vec::new();
+    let mut check = |name: &str, ok: bool, detail: String| {
+        checks.push(super::policy::Check {
+            name: name.into(),
+            ok,
+            detail,
+        })
+    };
+    let own_dir = format!("{uki_path}.extra.d/");
+    let mut global = Vec::new();
+    let mut per_uki = Vec::new();
+    for path in captured
+        .matching(super::boot_inputs::GLOBAL_ADDONS)
+        .into_iter()
+        .chain(captured.matching(UKI_ADDONS))
+    {
+        let is_global = path.starts_with("/boot/loader/addons/");
+        if !is_global && !path.starts_with(&own_dir) {
+            check(
+                "add-on placement",
+                false,
+                format!("{path} is not in {own_dir}, the UKI's add-on directory: no stub loads it"),
+            );
+            continue;
+        }
+        let bytes = match captured.read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                check("add-on readable", false, format!("{path}: {e}"));
+                continue;
+            }
+        };
+        let line = match addon_cmdline(&bytes, path)
+            .and_then(|l| cmdline::check_addon_cmdline(&l, path).map(|()| l))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                check("add-on command line", false, e);
+                continue;
+            }
+        };
+        check(
+            "add-on command line",
+            true,
+            format!("{path}: {}", crate::text::escape_controls(&line)),
+        );
+        if let Some(cert) = cert {
+            match authenticode::verify(&bytes, cert) {
+                Ok(_) => check("add-on signature", true, path.to_string()),
+                Err(e) => check("add-on signature", false, format!("{path}: {e}")),
+            }
+        }
+        let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+        if is_global {
+            global.push((name, line));
+        } else {
+            per_uki.push((name, line));
+        }
+    }
+    if global.is_empty() && per_uki.is_empty() {
+        return checks;
+    }
+    global.sort();
+    per_uki.sort();
+    let lines: Vec<&str> = global
+        .iter()
+        .chain(&per_uki)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    let effective = cmdline::effective_cmdline(uki_cmdline, &lines);
+    match cmdline::check_sealed(&effective, expected) {
+        Ok(_) => check(
+            "command line with add-ons",
+            true,
+            crate::text::escape_controls(&effective),
+        ),
+        Err(e) => check("command line with add-ons", false, e),
+    }
+    checks
+}
