@@ -252,7 +252,7 @@ pub fn check_addon_cmdline(text: &str, name: &str) -> Result<(), String> {
     }
     if !line.matches('"').count().is_multiple_of(2) {
         return Err(format!(
-            "add-on {name}: command line {:?} has an unbalanced double quote",
+            "add-on {name}: command line \"{}\" has an unbalanced double quote",
             printable(&line)
         ));
     }
@@ -485,6 +485,27 @@ mod tests {
             secure(&format!("composefs.digest=v1-sha256-12:{}", &A[..64]))
                 .unwrap_err()
                 .contains("SHA-512")
+        );
+    }
+
+    #[test]
+    fn addon_cmdlines_may_not_touch_composefs_and_join_in_stub_order() {
+        assert!(check_addon_cmdline("console=ttyS0 iommu=pt", "a.addon.efi").is_ok());
+        for bad in [
+            "quiet composefs=00",
+            "Composefs.Digest=v1-sha512-12:00",
+            "x\ncomposefs=00",
+            "\"composefs=00\"",
+        ] {
+            let e = check_addon_cmdline(bad, "a.addon.efi").unwrap_err();
+            assert!(e.starts_with("add-on a.addon.efi: "), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = check_addon_cmdline("foo=\"bar", "b.addon.efi").unwrap_err();
+        assert!(e.contains("unbalanced"), "{e}");
+        assert_eq!(
+            effective_cmdline("composefs=aa rw", &["x\n", "", " y  z "]),
+            "composefs=aa rw x y  z"
         );
     }
 }

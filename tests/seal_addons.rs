@@ -248,11 +248,11 @@ fn addons_are_signed_placed_found_by_composefs_boot_and_verified() {
     assert_eq!(
         boot_resources(&global),
         [
+            (format!("{kver}.efi"), "Uki".to_owned()),
             (
                 "bootseal-01.addon.efi".to_owned(),
                 "GlobalUkiAddon".to_owned()
             ),
-            (format!("{kver}.efi"), "Uki".to_owned()),
         ]
     );
 }
@@ -265,7 +265,7 @@ fn addons_touching_composefs_or_on_old_stubs_are_refused() {
     let out = tmp.path().join("out");
     let to = format!("oci:{}:sealed", out.display());
     let fails = |cmd: &mut Command, expect: &[&str]| {
-        let o = cmd.output().unwrap();
+        let o = cmd.arg("--quiet").output().unwrap();
         assert!(!o.status.success(), "sealed although it should not");
         let err = String::from_utf8_lossy(&o.stderr);
         for e in expect {

@@ -51,13 +51,7 @@ fn build_addon_is_identical_to_ukify_257() {
                 .arg("--stub")
                 .arg(&stub)
                 .arg(format!("--cmdline={cmdline}"))
-                .args(more.iter().map(|m| {
-                    if *m == "--sbat" {
-                        "--sbat".to_owned()
-                    } else {
-                        m.to_string()
-                    }
-                }))
+                .args(*more)
                 .arg("--output")
                 .arg(&theirs),
         );
