@@ -318,3 +318,124 @@ fn addons_touching_composefs_or_on_old_stubs_are_refused() {
         );
     }
 }
+
+/// `image`'s layers plus one more holding `extra`.
+fn with_layer(image: &BuiltImage, extra: Vec<E>, dir: &Path, tag: &str) -> BuiltImage {
+    use common::image_builder::{Compression, OciImage, TarLayer};
+    let mut out = OciImage::new();
+    for l in &image.layers {
+        let (tar, c) = layer_tar(l);
+        out = out.layer(tar, c);
+    }
+    out.layer(TarLayer::with(extra), Compression::Gzip)
+        .write(dir, tag)
+}
+
+#[test]
+fn addons_already_in_an_image_are_held_to_the_same_policy() {
+    let tmp = scratch();
+    let (base, kver) = image_with_257_stubs(tmp.path());
+    let keys = keypair(tmp.path(), "db", 2048);
+    let u = ukify();
+    // An add-on with a composefs argument, signed by the sealing key (ukify does not check).
+    let evil = tmp.path().join("evil.addon.efi");
+    run_ok(
+        u.build()
+            .arg("--stub")
+            .arg(u.stub.with_file_name("addonx64.efi.stub"))
+            .arg("--cmdline=composefs=00ff")
+            .arg("--output")
+            .arg(&evil),
+    );
+    let evil_signed = tmp.path().join("evil-signed.addon.efi");
+    run_ok(&mut common::sign_cmd(
+        &keys.key,
+        &keys.cert,
+        &evil,
+        &evil_signed,
+    ));
+    let evil_bytes = std::fs::read(&evil_signed).unwrap();
+
+    // In the base image as a global add-on: the seal refuses, naming it.
+    let tainted = with_layer(
+        &base,
+        vec![
+            E::dir("boot/loader"),
+            E::dir("boot/loader/addons"),
+            E::file("boot/loader/addons/evil.addon.efi", evil_bytes.clone()),
+        ],
+        &tmp.path().join("tainted"),
+        "tainted",
+    );
+    let o = common::seal_cmd(
+        &tainted.oci_ref(),
+        &format!("oci:{}:x", tmp.path().join("out").display()),
+        &keys,
+    )
+    .arg("--quiet")
+    .output()
+    .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/boot/loader/addons/evil.addon.efi") && err.contains("composefs=00ff"),
+        "{err}"
+    );
+
+    // Added to a sealed image afterwards, beside the UKI and in a directory named for no UKI:
+    // verify fails both, naming them.
+    let out = tmp.path().join("sealed");
+    run_ok(
+        common::seal_cmd(&base.oci_ref(), &format!("oci:{}:s", out.display()), &keys)
+            .arg("--quiet"),
+    );
+    let sealed = BuiltImage::load(&out, "s");
+    let dir = format!("boot/EFI/Linux/{kver}.efi.extra.d");
+    let later = with_layer(
+        &sealed,
+        vec![
+            E::dir(&dir),
+            E::file(&format!("{dir}/evil.addon.efi"), evil_bytes.clone()),
+            E::dir("boot/EFI/Linux/other.efi.extra.d"),
+            E::file(
+                "boot/EFI/Linux/other.efi.extra.d/stray.addon.efi",
+                evil_bytes,
+            ),
+        ],
+        &tmp.path().join("later"),
+        "later",
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_bootseal"))
+        .args(["verify", "--json", &later.oci_ref()])
+        .arg("--cert")
+        .arg(&keys.cert)
+        .output()
+        .unwrap();
+    assert!(!v.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    let failed: Vec<String> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["name"].as_str().unwrap(),
+                c["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        failed.iter().any(|f| f.starts_with("add-on command line: ")
+            && f.contains(&format!("/{dir}/evil.addon.efi"))
+            && f.contains("composefs=00ff")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.starts_with("add-on placement: ") && f.contains("stray.addon.efi")),
+        "{failed:?}"
+    );
+}
