@@ -439,3 +439,103 @@ fn addons_already_in_an_image_are_held_to_the_same_policy() {
         "{failed:?}"
     );
 }
+
+/// `sbsign --key K --cert C --output OUT IN`: signing "elsewhere".
+fn sbsign(keys: &common::KeyPair, input: &Path, output: &Path) {
+    common::require_tool("sbsign");
+    run_ok(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(&keys.key)
+            .arg("--cert")
+            .arg(&keys.cert)
+            .arg("--output")
+            .arg(output)
+            .arg(input),
+    );
+}
+
+#[test]
+fn addons_in_the_external_signing_workflow() {
+    let tmp = scratch();
+    let t = tmp.path();
+    let (base, kver) = image_with_257_stubs(t);
+    let keys = keypair(t, "db", 2048);
+    let from = base.oci_ref();
+    // 1. The unsigned UKI and its add-on, checked together, written for signing.
+    let unsigned = t.join("unsigned");
+    run_ok(
+        bootseal()
+            .args(["build-uki", "--from", &from, "--no-sign-bootloader"])
+            .args(["--addon-cmdline", "systemd.log_level=debug"])
+            .arg("--addon-out")
+            .arg(&unsigned)
+            .arg("-o")
+            .arg(t.join("uki.efi")),
+    );
+    let addon = unsigned.join("bootseal-01.addon.efi");
+    assert_eq!(
+        common::objcopy_section(&addon, ".cmdline", t),
+        b"systemd.log_level=debug"
+    );
+    // 2. Signed elsewhere, the add-on keeping its name.
+    let signed = t.join("signed");
+    std::fs::create_dir_all(&signed).unwrap();
+    sbsign(&keys, &t.join("uki.efi"), &t.join("uki.signed"));
+    sbsign(&keys, &addon, &signed.join("bootseal-01.addon.efi"));
+    // 3. The seal takes both; without a key, an add-on the certificate does not verify is refused.
+    let out = t.join("out");
+    let seal = |addon: &Path| {
+        bootseal()
+            .args([
+                "seal",
+                "--quiet",
+                "--no-sign-bootloader",
+                "--from",
+                &from,
+                "--to",
+            ])
+            .arg(format!("oci:{}:ext", out.display()))
+            .arg("--uki")
+            .arg(t.join("uki.signed"))
+            .arg("--cert")
+            .arg(&keys.cert)
+            .arg("--addon")
+            .arg(addon)
+            .output()
+            .unwrap()
+    };
+    let refused = seal(&addon);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("bootseal-01.addon.efi is not signed by the --cert certificate"),
+        "{err}"
+    );
+    let ok = seal(&signed.join("bootseal-01.addon.efi"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let sealed = BuiltImage::load(&out, "ext");
+    let x = t.join("x");
+    extract_top(&sealed, &x);
+    assert_eq!(
+        std::fs::read(x.join(format!(
+            "boot/EFI/Linux/{kver}.efi.extra.d/bootseal-01.addon.efi"
+        )))
+        .unwrap(),
+        std::fs::read(signed.join("bootseal-01.addon.efi")).unwrap(),
+        "the add-on signed elsewhere is sealed as it is"
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_bootseal"))
+        .args(["verify", "--json"])
+        .arg(format!("oci:{}:ext", out.display()))
+        .arg("--cert")
+        .arg(&keys.cert)
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(j["ok"], true, "{j:#}");
+}

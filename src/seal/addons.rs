@@ -76,6 +76,19 @@ fn addon_cmdline(bytes: &[u8], what: &str) -> Result<String, String> {
     Ok(report.cmdline.unwrap_or_default())
 }
 
+/// [`build`], then each add-on signed as [`signed`] says.
+pub(crate) fn prepare(
+    opts: &SealOptions,
+    cx: &AddonContext<'_>,
+) -> Result<Vec<PlacedAddon>, String> {
+    let mut placed = build(opts, cx)?;
+    for p in &mut placed {
+        let name = p.path.rsplit('/').next().unwrap_or_default().to_owned();
+        p.bytes = signed(std::mem::take(&mut p.bytes), &name, opts)?;
+    }
+    Ok(placed)
+}
+
 /// Signs an add-on with the seal's signer unless it already verifies against the seal's
 /// certificate; without a signer, an add-on must already verify (`seal --uki` with `--cert`).
 fn signed(bytes: Vec<u8>, what: &str, opts: &SealOptions) -> Result<Vec<u8>, String> {
@@ -102,20 +115,29 @@ fn signed(bytes: Vec<u8>, what: &str, opts: &SealOptions) -> Result<Vec<u8>, Str
     }
 }
 
-/// Builds, signs and checks the add-ons of `opts` for the UKI of `kver` whose command line is
-/// `uki_cmdline` and whose stub is systemd `stub_version`. `addon_stub` is the image's add-on
-/// stub; `global_in_image` the global add-ons the base image carries (path, bytes), which are
-/// kept and take part in the command-line check. Returns the add-ons to write, in the order
-/// systemd-stub applies them.
-pub(crate) fn prepare(
-    opts: &SealOptions,
-    kver: &str,
-    uki_cmdline: &str,
-    stub_version: Option<u32>,
-    addon_stub: Option<&[u8]>,
-    global_in_image: &[(String, Vec<u8>)],
-    expected: Expected<'_>,
-) -> Result<Vec<PlacedAddon>, String> {
+/// The inputs [`build`] checks the add-ons against.
+pub(crate) struct AddonContext<'a> {
+    pub kver: &'a str,
+    /// The UKI's `.cmdline` and its systemd-stub version.
+    pub uki_cmdline: &'a str,
+    pub stub_version: Option<u32>,
+    /// The image's add-on stub.
+    pub addon_stub: Option<&'a [u8]>,
+    /// Global add-ons the base image carries (path, bytes): kept, and part of the check.
+    pub global_in_image: &'a [(String, Vec<u8>)],
+    pub expected: Expected<'a>,
+}
+
+/// Builds (or takes) and checks the add-ons of `opts`, unsigned, in file-name order.
+pub(crate) fn build(opts: &SealOptions, cx: &AddonContext<'_>) -> Result<Vec<PlacedAddon>, String> {
+    let AddonContext {
+        kver,
+        uki_cmdline,
+        stub_version,
+        addon_stub,
+        global_in_image,
+        expected,
+    } = *cx;
     if !opts.addons.is_empty() {
         let needed = match opts.addon_scope {
             AddonScope::Uki => STUB_WITH_UKI_ADDONS,
@@ -175,10 +197,9 @@ pub(crate) fn prepare(
         if placed.iter().any(|p| p.path == path) {
             return Err(format!("two add-ons named {name}"));
         }
-        let bytes = signed(unsigned, &name, opts)?;
         placed.push(PlacedAddon {
             path,
-            bytes,
+            bytes: unsigned,
             cmdline: line,
         });
     }

@@ -176,6 +176,42 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    fn addon_context<'a>(
+        &'a self,
+        uki_cmdline: &'a str,
+        stub_version: Option<u32>,
+        opts: &SealOptions,
+    ) -> super::addons::AddonContext<'a> {
+        super::addons::AddonContext {
+            kver: &self.inputs.kver,
+            uki_cmdline,
+            stub_version,
+            addon_stub: self.inputs.addon_stub.as_deref(),
+            global_in_image: &self.inputs.global_addons,
+            expected: opts.expected(&self.digest_hex),
+        }
+    }
+
+    /// The add-ons of `opts` for the UKI [`Prepared::unsigned_uki`] builds, checked and
+    /// unsigned: (file name, bytes), for signing elsewhere (`build-uki --from --addon-out`).
+    pub fn unsigned_addons(&self, opts: &SealOptions) -> Result<Vec<(String, Vec<u8>)>, SealError> {
+        let version = crate::uki::stub::version(&self.stub);
+        let built = super::addons::build(opts, &self.addon_context(&self.cmdline, version, opts))
+            .map_err(|message| SealError::Image {
+            image: self.base.name.clone(),
+            message,
+        })?;
+        Ok(built
+            .into_iter()
+            .map(|a| {
+                let name = a.path.rsplit('/').next().unwrap_or_default().to_owned();
+                (name, a.bytes)
+            })
+            .collect())
+    }
+}
+
 impl SealedImage {
     /// The new manifest as a document (exact bytes).
     pub fn manifest_document(&self) -> Result<crate::manifest::Document, String> {
@@ -221,12 +257,7 @@ pub fn seal_image(
     };
     let addons = super::addons::prepare(
         opts,
-        &prepared.inputs.kver,
-        &uki_cmdline,
-        stub_version,
-        prepared.inputs.addon_stub.as_deref(),
-        &prepared.inputs.global_addons,
-        opts.expected(&prepared.digest_hex),
+        &prepared.addon_context(&uki_cmdline, stub_version, opts),
     )
     .map_err(err)?;
     let Prepared {
