@@ -37,22 +37,18 @@ fn sdmagic(stub: &[u8]) -> Option<String> {
 
 /// Assembles the unsigned add-on.
 pub fn build_addon(inputs: &AddonInputs<'_>) -> Result<Vec<u8>, UkiError> {
-    PeHeaders::parse(inputs.stub).map_err(UkiError::Stub)?;
+    let pe = PeHeaders::parse(inputs.stub).map_err(UkiError::Stub)?;
     if let Some(magic) = sdmagic(inputs.stub)
         && !magic.starts_with("systemd-addon")
     {
-        return Err(UkiError::StubLayout(format!(
-            "not an add-on stub: its .sdmagic says {:?} (use addon<arch>.efi.stub from systemd-boot-efi >= 254)",
+        return Err(UkiError::NotAddonStub(format!(
+            "its .sdmagic says \"{}\" (use addon<arch>.efi.stub from systemd-boot-efi >= 254)",
             crate::text::escape_controls(&magic)
         )));
     }
-    if PeHeaders::parse(inputs.stub)
-        .map_err(UkiError::Stub)?
-        .section(".linux")
-        .is_some()
-    {
-        return Err(UkiError::StubLayout(
-            "not an add-on stub: it already carries a .linux section (a UKI?)".into(),
+    if pe.section(".linux").is_some() {
+        return Err(UkiError::NotAddonStub(
+            "it already carries a .linux section (a UKI?)".into(),
         ));
     }
     let texts = inputs

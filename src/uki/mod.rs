@@ -51,6 +51,8 @@ pub enum UkiError {
     PcrSign(String),
     #[error("not a UKI: {0}")]
     NotUki(String),
+    #[error("not an add-on stub: {0}")]
+    NotAddonStub(String),
 }
 
 /// Everything a UKI is made of, as bytes.
