@@ -44,8 +44,9 @@ pub enum AddonSource {
     File { name: String, bytes: Vec<u8> },
 }
 
-/// The systemd-stub release that loads add-ons from `<uki>.efi.extra.d/` (254) and from
-/// `loader/addons/` (255); older stubs ignore both, so the arguments would silently be lost.
+/// The systemd-stub release that loads add-ons: 254 introduced them (systemd NEWS, "CHANGES WITH
+/// 254"); for global ones (`loader/addons/`) 255 is asked, conservatively, as 254's NEWS names
+/// no location. Older stubs ignore add-ons, so their arguments would silently be lost.
 const STUB_WITH_UKI_ADDONS: u32 = 254;
 const STUB_WITH_GLOBAL_ADDONS: u32 = 255;
 
@@ -222,8 +223,9 @@ fn scope_name(scope: AddonScope) -> &'static str {
     }
 }
 
-/// The kernel's command line as systemd-stub composes it (global add-ons, then the UKI's own,
-/// each by file name) must still read, with composefs-boot's parser, as the sealed digest.
+/// The kernel's command line as systemd-stub composes it (systemd-stub(7): the UKI's, then the
+/// global add-ons', then the UKI's own, each directory by file name) must still read, with
+/// composefs-boot's parser, as the sealed digest.
 fn check_effective(
     uki_cmdline: &str,
     placed: &[PlacedAddon],
