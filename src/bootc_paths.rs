@@ -30,6 +30,13 @@ pub const SIGNED_BOOTLOADERS: &str = "/usr/lib/systemd/boot/efi/*.efi.signed";
 pub const UKI_DIR: &str = "/boot/EFI/Linux";
 /// Every UKI of the image.
 pub const UKIS: &str = "/boot/EFI/Linux/*.efi";
+/// Per-UKI add-ons anywhere under [`UKI_DIR`] (placement is checked, not assumed); the sealed
+/// UKI's own are in `<uki>.extra.d/` (composefs-boot 0.9.0 `bootloader.rs`, systemd-stub(7)).
+pub const UKI_ADDONS: &str = "/boot/EFI/Linux/*.efi.extra.d/*.addon.efi";
+/// Global add-ons, for every UKI (systemd-stub loads them from the ESP's `loader/addons`).
+pub const GLOBAL_ADDON_DIR: &str = "/boot/loader/addons/";
+/// Every global add-on.
+pub const GLOBAL_ADDONS: &str = "/boot/loader/addons/*.addon.efi";
 /// os-release, in the order bootc reads it.
 pub const OS_RELEASE: [&str; 2] = ["/usr/lib/os-release", "/etc/os-release"];
 

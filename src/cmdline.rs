@@ -226,6 +226,55 @@ pub fn check_extra_karg(karg: &str, source: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An add-on's `.cmdline` as systemd-stub appends it (`mangle_stub_cmdline` in systemd's
+/// `src/boot/efi/util.c`): control characters become spaces, surrounding spaces go.
+pub fn mangle_addon_cmdline(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    spaced.trim_matches(' ').to_owned()
+}
+
+/// One add-on's command line, checked before it is sealed or accepted: no token in the composefs
+/// namespace (an add-on is appended after the UKI's `.cmdline`, so it could add a second
+/// composefs argument after the seal, which bootc's `write_pe_to_esp` does not check) and
+/// balanced double quotes (an open quote would swallow the arguments of the add-ons after it).
+/// `name` says which add-on.
+pub fn check_addon_cmdline(text: &str, name: &str) -> Result<(), String> {
+    let line = mangle_addon_cmdline(text);
+    let tokens = composefs_tokens(&line);
+    if let Some(t) = tokens.first() {
+        return Err(format!(
+            "add-on {name}: {} sets the composefs argument, which only the sealed UKI may carry",
+            printable(t)
+        ));
+    }
+    if !line.matches('"').count().is_multiple_of(2) {
+        return Err(format!(
+            "add-on {name}: command line \"{}\" has an unbalanced double quote",
+            printable(&line)
+        ));
+    }
+    Ok(())
+}
+
+/// The command line the kernel gets from systemd-stub (>= 254; `cmdline_append_and_measure_addons`
+/// and `load_all_addons` in `src/boot/efi/stub.c`): the UKI's `.cmdline`, then the global
+/// add-ons' (`loader/addons`), then the UKI's own (`<uki>.efi.extra.d`), each directory in
+/// file-name order, joined by spaces. `addons` must already be in that order.
+pub fn effective_cmdline(uki: &str, addons: &[&str]) -> String {
+    let mut line = uki.to_owned();
+    for a in addons {
+        let a = mangle_addon_cmdline(a);
+        if !a.is_empty() {
+            line.push(' ');
+            line.push_str(&a);
+        }
+    }
+    line
+}
+
 /// One `kargs.d` file.
 #[derive(Debug, Deserialize)]
 struct KargsFile {
@@ -436,6 +485,27 @@ mod tests {
             secure(&format!("composefs.digest=v1-sha256-12:{}", &A[..64]))
                 .unwrap_err()
                 .contains("SHA-512")
+        );
+    }
+
+    #[test]
+    fn addon_cmdlines_may_not_touch_composefs_and_join_in_stub_order() {
+        assert!(check_addon_cmdline("console=ttyS0 iommu=pt", "a.addon.efi").is_ok());
+        for bad in [
+            "quiet composefs=00",
+            "Composefs.Digest=v1-sha512-12:00",
+            "x\ncomposefs=00",
+            "\"composefs=00\"",
+        ] {
+            let e = check_addon_cmdline(bad, "a.addon.efi").unwrap_err();
+            assert!(e.starts_with("add-on a.addon.efi: "), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = check_addon_cmdline("foo=\"bar", "b.addon.efi").unwrap_err();
+        assert!(e.contains("unbalanced"), "{e}");
+        assert_eq!(
+            effective_cmdline("composefs=aa rw", &["x\n", "", " y  z "]),
+            "composefs=aa rw x y  z"
         );
     }
 }

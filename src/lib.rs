@@ -4,7 +4,8 @@
 //! checked by `content_digest`) -> layer stream -> tree -> digest -> command line (`cmdline`) ->
 //! UKI (`uki`, `pe`) -> signature (`authenticode`, `signer`; `efi_keys` for Secure Boot
 //! enrollment payloads) -> new layer -> `mutate` -> sink; `seal` strings them together, `sync`
-//! runs it over a repository's tags; the binary's `cli` only parses flags.
+//! runs it over a repository's tags; `diff` compares two trees' composefs dumpfiles (from
+//! `digest` or a file); the binary's `cli` only parses flags.
 
 pub mod authenticode;
 pub mod bootc_paths;
@@ -13,6 +14,7 @@ pub mod civil_time;
 pub mod cmdline;
 pub mod compression;
 pub mod content_digest;
+pub mod diff;
 pub mod digest;
 pub mod efi_keys;
 pub mod layer_stream;

@@ -1,7 +1,9 @@
 //! Command-line interface: flag parsing only; every subcommand calls into the library.
 
+mod build_addon;
 pub mod build_uki;
 mod completions;
+mod diff;
 mod digest;
 mod enroll;
 pub mod inspect;
@@ -41,6 +43,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the composefs digest bootc computes for an image
     Digest(digest::Args),
+    /// Compare two bootable trees (images or composefs dumpfiles): the entries that differ
+    /// and in what; exit 1 if any, 0 if none
+    Diff(diff::Args),
     /// Seal an image: digest, UKI, signatures, new top layer, written to the destination
     Seal(seal::Args),
     /// Seal every bootc tag of a repository into another, leaving up-to-date tags alone
@@ -49,6 +54,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Assemble a Unified Kernel Image from a stub, kernel, initrd, os-release and cmdline.
     BuildUki(build_uki::Args),
+    /// Assemble a UKI add-on (kernel arguments in a signed PE) like `ukify build` without --linux
+    BuildAddon(build_addon::Args),
     /// Sign a PE image (UKI, systemd-boot, kernel) for UEFI Secure Boot (Authenticode).
     Sign(sign::Args),
     /// Sign a signing request (from --prepare-signing) where the key is: the air-gapped side
@@ -68,11 +75,16 @@ pub enum Command {
 /// Parses the command line and runs the subcommand; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // `diff` answers with its status (0 same, 1 different), so its failures are 2, as diff(1)'s.
+    let failure = match cli.command {
+        Command::Diff(_) => std::process::ExitCode::from(2),
+        _ => std::process::ExitCode::FAILURE,
+    };
     match run(cli.command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("bootseal: {}", one_line(&e));
-            std::process::ExitCode::FAILURE
+            failure
         }
     }
 }
@@ -90,20 +102,23 @@ fn one_line(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
     match command {
-        Command::Digest(a) => digest::run(a),
-        Command::Seal(a) => seal::run(a),
-        Command::Sync(a) => sync::run(a),
-        Command::Verify(a) => verify::run(a),
-        Command::BuildUki(a) => build_uki::run(a),
-        Command::Sign(a) => sign::run(a),
-        Command::SignRequest(a) => sign_request::run(a),
-        Command::VerifyPe(a) => verify_pe::run(a),
-        Command::Inspect(a) => inspect::run(a),
-        Command::Keys(a) => keys::run(a),
-        Command::Completions(a) => completions::run(a),
-        Command::Man(a) => man::run(a),
+        Command::Digest(a) => done(digest::run(a)),
+        Command::Diff(a) => diff::run(a),
+        Command::Seal(a) => done(seal::run(a)),
+        Command::Sync(a) => done(sync::run(a)),
+        Command::Verify(a) => done(verify::run(a)),
+        Command::BuildUki(a) => done(build_uki::run(a)),
+        Command::BuildAddon(a) => done(build_addon::run(a)),
+        Command::Sign(a) => done(sign::run(a)),
+        Command::SignRequest(a) => done(sign_request::run(a)),
+        Command::VerifyPe(a) => done(verify_pe::run(a)),
+        Command::Inspect(a) => done(inspect::run(a)),
+        Command::Keys(a) => done(keys::run(a)),
+        Command::Completions(a) => done(completions::run(a)),
+        Command::Man(a) => done(man::run(a)),
     }
 }
 

@@ -73,6 +73,22 @@ pub struct SealFlags {
     /// Do not add a signed systemd-boot
     #[arg(long)]
     no_sign_bootloader: bool,
+    /// Kernel arguments to deliver as a signed UKI add-on built from the image's add-on stub
+    /// (repeatable: one add-on each)
+    #[arg(long = "addon-cmdline", value_name = "TEXT")]
+    addon_cmdlines: Vec<String>,
+    /// A UKI add-on built elsewhere (NAME.addon.efi); signed with --key unless it already
+    /// verifies against --cert (repeatable)
+    #[arg(long = "addon", value_name = "FILE")]
+    addon_files: Vec<PathBuf>,
+    /// Where the add-ons go: uki (/boot/EFI/Linux/<kver>.efi.extra.d, this UKI only) or global
+    /// (/boot/loader/addons, every UKI)
+    #[arg(long, default_value = "uki", value_name = "uki|global")]
+    addon_scope: seal::AddonScope,
+    /// Do not write /boot/<kver>.dump (the composefs dumpfile of the sealed tree, which bootc
+    /// diffs against its own when it finds the UKI's digest wrong)
+    #[arg(long)]
+    no_dumpfile: bool,
     /// Label to set (repeatable); default containers.bootc=sealed
     #[arg(long = "label", value_name = "K=V")]
     labels: Vec<String>,
@@ -196,7 +212,32 @@ impl SealFlags {
             enrollment: args.enroll.load()?,
             offline: offline.cloned(),
             request_prefix: String::new(),
+            dumpfile: !args.no_dumpfile,
+            addons: args.addons()?,
+            addon_scope: args.addon_scope,
         })
+    }
+}
+
+impl SealFlags {
+    /// `--addon-cmdline` add-ons, then `--addon` files, in the order given.
+    fn addons(&self) -> anyhow::Result<Vec<seal::AddonSource>> {
+        let mut out: Vec<seal::AddonSource> = self
+            .addon_cmdlines
+            .iter()
+            .map(|t| seal::AddonSource::Cmdline(t.clone()))
+            .collect();
+        for p in &self.addon_files {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .with_context(|| format!("--addon {}: not a file name", p.display()))?;
+            out.push(seal::AddonSource::File {
+                name,
+                bytes: read_pe(p, "add-on")?,
+            });
+        }
+        Ok(out)
     }
 }
 

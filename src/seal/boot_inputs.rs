@@ -3,7 +3,9 @@
 //! own metadata; read from the applied tree before the digest (bootc's layout:
 //! `/usr/lib/modules/<kver>/{vmlinuz,initramfs.img}`, `/usr/lib/systemd/boot/efi/`).
 
-use crate::bootc_paths::{self, INITRDS, KARGS_FILES, KERNELS, OS_RELEASE, SYSTEMD_EFI, UKI_DIR};
+use crate::bootc_paths::{
+    self, GLOBAL_ADDONS, INITRDS, KARGS_FILES, KERNELS, OS_RELEASE, SYSTEMD_EFI, UKI_DIR,
+};
 use crate::tree::{CaptureSet, CapturedFiles};
 use std::ffi::OsStr;
 
@@ -17,6 +19,7 @@ pub fn capture_set() -> CaptureSet {
         .with(&format!("{SYSTEMD_EFI}/*.efi.stub"))
         .with(&format!("{SYSTEMD_EFI}/systemd-boot*.efi"))
         .with(KARGS_FILES)
+        .with(GLOBAL_ADDONS)
 }
 
 /// The EFI file-name suffix of an OCI architecture (`x64`, `aa64`).
@@ -35,6 +38,14 @@ pub fn stub_path(oci_arch: &str) -> String {
     bootc_paths::stub(efi_arch(oci_arch).unwrap_or("?"))
 }
 
+/// Where the image's add-on stub for `oci_arch` is (systemd-boot-efi >= 254).
+pub fn addon_stub_path(oci_arch: &str) -> String {
+    format!(
+        "{SYSTEMD_EFI}/addon{}.efi.stub",
+        efi_arch(oci_arch).unwrap_or("?")
+    )
+}
+
 /// Mode, uid and gid of a directory in the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirMeta {
@@ -51,6 +62,10 @@ pub struct BootInputs {
     pub os_release: Vec<u8>,
     /// The stub (None when the image has none; the caller may supply one).
     pub stub: Option<Vec<u8>>,
+    /// systemd's add-on stub (`addon<arch>.efi.stub`, systemd >= 254), if the image has one.
+    pub addon_stub: Option<Vec<u8>>,
+    /// Global add-ons already in the image: (path, bytes), in file-name order.
+    pub global_addons: Vec<(String, Vec<u8>)>,
     /// `systemd-boot<arch>.efi`, unsigned, and its path in the image.
     pub systemd_boot: Option<(String, Vec<u8>)>,
     /// kargs.d files: (file name, contents).
@@ -115,6 +130,14 @@ pub fn find(
         })?;
     let arch = efi_arch(oci_arch)?;
     let stub = captured.read(&bootc_paths::stub(arch)).ok();
+    let addon_stub = captured
+        .read(&format!("{SYSTEMD_EFI}/addon{arch}.efi.stub"))
+        .ok();
+    let mut global_addons = Vec::new();
+    for path in captured.matching(GLOBAL_ADDONS) {
+        global_addons.push((path.to_owned(), captured.read(path)?));
+    }
+    global_addons.sort();
     let sd_path = format!("{SYSTEMD_EFI}/systemd-boot{arch}.efi");
     let systemd_boot = captured.read(&sd_path).ok().map(|b| (sd_path, b));
     let mut kargs_d = Vec::new();
@@ -145,6 +168,8 @@ pub fn find(
         initrd,
         os_release,
         stub,
+        addon_stub,
+        global_addons,
         systemd_boot,
         kargs_d,
         boot_dir,

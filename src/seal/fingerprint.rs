@@ -58,6 +58,9 @@ impl SealOptions {
             allow_missing_verity,
             source_date_epoch,
             enrollment,
+            dumpfile,
+            addons,
+            addon_scope,
             // Not output: the per-tag base name follows the base image, which
             // `org.opencontainers.image.base.digest` already pins; parallelism, progress
             // display and the layer cache change how fast, never what.
@@ -78,7 +81,7 @@ impl SealOptions {
             serde_json::json!({
                 "name": e.name,
                 "files": e.files.iter().map(|(name, bytes)| {
-                    serde_json::json!({"name": name, "sha256": hash_of(Some(bytes))})
+                    serde_json::json!({"name": name, "sha256": hash_of(Some(bytes.as_slice()))})
                 }).collect::<Vec<_>>(),
             })
         });
@@ -102,6 +105,13 @@ impl SealOptions {
             "allow_missing_verity": allow_missing_verity,
             "source_date_epoch": source_date_epoch,
             "enrollment": enrollment,
+            "dumpfile": dumpfile,
+            "addons": addons.iter().map(|a| match a {
+                super::AddonSource::Cmdline(text) => serde_json::json!({ "cmdline": text }),
+                super::AddonSource::File { name, bytes } =>
+                    serde_json::json!({ "file": name, "sha256": hash_of(Some(bytes.as_slice())) }),
+            }).collect::<Vec<_>>(),
+            "addon_scope": addon_scope,
         });
         let bytes = serde_json::to_vec(&record).expect("JSON of plain values");
         format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -197,6 +207,15 @@ mod tests {
             (
                 "enrollment name",
                 with(|o| o.enrollment = Some(enrollment("fleet", b"keys-1"))),
+            ),
+            ("dumpfile", with(|o| o.dumpfile = false)),
+            (
+                "addons",
+                with(|o| o.addons = vec![super::super::AddonSource::Cmdline("quiet".into())]),
+            ),
+            (
+                "addon_scope",
+                with(|o| o.addon_scope = super::super::AddonScope::Global),
             ),
         ];
         let mut seen = std::collections::BTreeMap::new();

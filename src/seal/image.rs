@@ -42,6 +42,9 @@ pub struct Prepared {
     /// The date of the new config, history entry and layer.
     pub date: ImageDate,
     pub warnings: Vec<String>,
+    /// The composefs dumpfile of the bootable tree the digest is computed from (with
+    /// [`SealOptions::dumpfile`]).
+    pub dumpfile: Option<String>,
 }
 
 /// The sealed image's date: `SOURCE_DATE_EPOCH` when given, else the base's own (its config's
@@ -117,6 +120,7 @@ pub fn prepare(
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;
     dopts.capture = Default::default();
+    dopts.keep_dumpfile = opts.dumpfile;
     let report = ingested.finish(&dopts)?;
     let image_kargs =
         cmdline::from_kargs_d(&inputs.kargs_d, &base.platform.architecture).map_err(err)?;
@@ -136,6 +140,7 @@ pub fn prepare(
         cmdline,
         date,
         warnings: report.warnings,
+        dumpfile: report.dumpfile,
     })
 }
 
@@ -179,6 +184,43 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    fn addon_context<'a>(
+        &'a self,
+        uki_cmdline: &'a str,
+        stub_version: Option<u32>,
+        opts: &SealOptions,
+    ) -> super::addons::AddonContext<'a> {
+        super::addons::AddonContext {
+            kver: &self.inputs.kver,
+            platform: &self.base.platform,
+            uki_cmdline,
+            stub_version,
+            addon_stub: self.inputs.addon_stub.as_deref(),
+            global_in_image: &self.inputs.global_addons,
+            expected: opts.expected(&self.digest_hex),
+        }
+    }
+
+    /// The add-ons of `opts` for the UKI [`Prepared::unsigned_uki`] builds, checked and
+    /// unsigned: (file name, bytes), for signing elsewhere (`build-uki --from --addon-out`).
+    pub fn unsigned_addons(&self, opts: &SealOptions) -> Result<Vec<(String, Vec<u8>)>, SealError> {
+        let version = crate::uki::stub::version(&self.stub);
+        let built = super::addons::build(opts, &self.addon_context(&self.cmdline, version, opts))
+            .map_err(|message| SealError::Image {
+            image: self.base.name.clone(),
+            message,
+        })?;
+        Ok(built
+            .into_iter()
+            .map(|a| {
+                let name = a.path.rsplit('/').next().unwrap_or_default().to_owned();
+                (name, a.bytes)
+            })
+            .collect())
+    }
+}
+
 /// Builds the sealed image of `base`.
 pub fn seal_image(
     source: &Arc<dyn ImageSource>,
@@ -191,10 +233,10 @@ pub fn seal_image(
         image: name.clone(),
         message: m,
     };
-    let uki_bytes = match &opts.uki {
+    let (uki_bytes, uki_cmdline, stub_version) = match &opts.uki {
         UkiSource::Build => {
             let unsigned = prepared.unsigned_uki(opts)?;
-            match &opts.signer {
+            let signed = match &opts.signer {
                 Some(s) => {
                     let platform = &prepared.base.platform;
                     // The command line carries the digest over the signed systemd-boot.
@@ -214,13 +256,25 @@ pub fn seal_image(
                         .map_err(|e| err(format!("signing the UKI: {e}")))?
                 }
                 None => unsigned,
-            }
+            };
+            let version = uki::stub::version(&prepared.stub);
+            (signed, prepared.cmdline.clone(), version)
         }
         UkiSource::Signed(bytes) => {
             check_supplied_uki(bytes, &prepared.digest_hex, opts).map_err(err)?;
-            bytes.clone()
+            let report = uki::inspect(bytes).map_err(|e| err(format!("--uki: {e}")))?;
+            (
+                bytes.clone(),
+                report.cmdline.unwrap_or_default(),
+                report.stub_version,
+            )
         }
     };
+    let addons = super::addons::prepare(
+        opts,
+        &prepared.addon_context(&uki_cmdline, stub_version, opts),
+    )
+    .map_err(err)?;
     let Prepared {
         base,
         inputs,
@@ -229,6 +283,7 @@ pub fn seal_image(
         cmdline,
         date,
         warnings,
+        dumpfile,
         ..
     } = prepared;
     layer.entries.insert(
@@ -241,6 +296,26 @@ pub fn seal_image(
             content: Arc::from(uki_bytes),
         },
     );
+    // The add-ons (and their directories) follow the UKI.
+    layer
+        .entries
+        .splice(4..4, super::addons::layer_entries(addons));
+    if let Some(dump) = dumpfile {
+        // bootc (>= 1.16.7, `print_uki_dumpfile_diff` in crates/lib/src/bootc_composefs/boot.rs)
+        // reads `/boot/<UKI file name with .efi replaced by .dump>` when the UKI's composefs=
+        // differs from the digest it computed, and diffs it against its own tree. /boot is
+        // emptied by the boot transform, so this file leaves the digest as it is.
+        layer.entries.insert(
+            1,
+            LayerEntry::File {
+                path: format!("boot/{}.dump", inputs.kver),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                content: Arc::from(dump.into_bytes()),
+            },
+        );
+    }
 
     let compression = opts
         .compression
@@ -427,6 +502,37 @@ pub fn stub_from_image(
     source_opts: &crate::source::SourceOptions,
     platform: &crate::manifest::Platform,
 ) -> Result<Vec<u8>, SealError> {
+    file_from_image(
+        image,
+        source_opts,
+        platform,
+        &boot_inputs::stub_path,
+        "stub",
+    )
+}
+
+/// systemd's add-on stub for `platform` taken out of an image (`build-addon --from`).
+pub fn addon_stub_from_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &crate::source::SourceOptions,
+    platform: &crate::manifest::Platform,
+) -> Result<Vec<u8>, SealError> {
+    file_from_image(
+        image,
+        source_opts,
+        platform,
+        &boot_inputs::addon_stub_path,
+        "add-on stub (systemd-boot-efi >= 254)",
+    )
+}
+
+fn file_from_image(
+    image: &crate::reference::ImageRef,
+    source_opts: &crate::source::SourceOptions,
+    platform: &crate::manifest::Platform,
+    path_for: &dyn Fn(&str) -> String,
+    what: &str,
+) -> Result<Vec<u8>, SealError> {
     let source = crate::source::open(image, source_opts)?;
     let resolved = crate::source::resolve(source.as_ref(), platform)?;
     let err = |message: String| SealError::Image {
@@ -434,7 +540,7 @@ pub fn stub_from_image(
         message,
     };
     boot_inputs::efi_arch(&platform.architecture).map_err(err)?;
-    let path = boot_inputs::stub_path(&platform.architecture);
+    let path = path_for(&platform.architecture);
     let capture = crate::tree::CaptureSet::new().with(&path);
     let opts = DigestOptions {
         capture: capture.clone(),
@@ -448,7 +554,7 @@ pub fn stub_from_image(
     ingested
         .captured(&capture)
         .read(&path)
-        .map_err(|e| err(format!("no stub at {path}: {e}")))
+        .map_err(|e| err(format!("no {what} at {path}: {e}")))
 }
 
 /// `sha256:0123456789ab` for progress labels.

@@ -3,15 +3,20 @@
 //! config and manifest as new values, then write them to a sink: base blobs first (mounted or
 //! copied), the new layer streamed, the config, and the manifest (or index) last.
 
+pub mod addons;
 mod boot_inputs;
 pub(crate) mod enroll;
 mod fingerprint;
 mod image;
 mod write;
 
+pub use addons::{AddonScope, AddonSource};
 pub use boot_inputs::{BootInputs, capture_set, efi_arch};
 pub use fingerprint::{BASE_DIGEST_ANNOTATION, FINGERPRINT_ANNOTATION};
-pub use image::{Prepared, SealedImage, prepare, prepare_image, seal_image, stub_from_image};
+pub use image::{
+    Prepared, SealedImage, addon_stub_from_image, prepare, prepare_image, seal_image,
+    stub_from_image,
+};
 pub use write::{SealReport, rehearse, seal};
 
 use crate::cmdline::{ArgForm, Expected};
@@ -77,6 +82,13 @@ pub struct SealOptions {
     pub offline: Option<Arc<OfflineSigner>>,
     /// Put before each signing request id (`sync`: `TAG:`), so one request covers many seals.
     pub request_prefix: String,
+    /// Write `/boot/<kver>.dump`, the composefs dumpfile of the tree the digest is computed
+    /// from, which bootc prints a diff against when the UKI's digest does not match its own.
+    pub dumpfile: bool,
+    /// UKI add-ons to build or take, sign and place (`--addon-cmdline`, `--addon`).
+    pub addons: Vec<AddonSource>,
+    /// Where the add-ons go (`--addon-scope`).
+    pub addon_scope: AddonScope,
 }
 
 impl Default for SealOptions {
@@ -106,6 +118,9 @@ impl Default for SealOptions {
             layer_cache: None,
             offline: None,
             request_prefix: String::new(),
+            dumpfile: true,
+            addons: Vec::new(),
+            addon_scope: AddonScope::Uki,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`build`] takes all inputs as bytes; where they come from (files, an image) is the
 //! caller's business.
 
+pub mod addon;
 pub mod assemble;
 pub mod inspect;
 pub mod kernel;
@@ -16,6 +17,7 @@ use crate::pe::PeError;
 use assemble::NewSection;
 use thiserror::Error;
 
+pub use addon::{AddonInputs, build_addon};
 pub use inspect::{UkiReport, inspect};
 pub use pcr::{Bank, PcrValue};
 pub use pcrsig::PcrSigning;
@@ -49,6 +51,8 @@ pub enum UkiError {
     PcrSign(String),
     #[error("not a UKI: {0}")]
     NotUki(String),
+    #[error("not an add-on stub: {0}")]
+    NotAddonStub(String),
 }
 
 /// Everything a UKI is made of, as bytes.
@@ -181,4 +185,15 @@ pub fn measure(
     // The stub measures its own merged .sbat in place; it is in the plan already.
     measured.dedup_by_key(|(n, _)| *n);
     Ok(pcr::predict(version, &measured, banks, phases))
+}
+
+/// An add-on's `.cmdline` text (empty if it has none); `what` names it in errors.
+pub(crate) fn addon_cmdline(bytes: &[u8], what: &str) -> Result<String, String> {
+    let report = inspect(bytes).map_err(|e| format!("add-on {what}: {e}"))?;
+    if report.sections.iter().any(|s| s.name == ".linux") {
+        return Err(format!(
+            "add-on {what} has a .linux section: it is a UKI, not an add-on"
+        ));
+    }
+    Ok(report.cmdline.unwrap_or_default())
 }

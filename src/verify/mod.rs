@@ -3,6 +3,7 @@
 //! parser (one composefs token, this digest, fs-verity required unless allowed), check the
 //! kernel is the UKI's alone, and check the signatures against a certificate.
 
+mod addons;
 mod enrollment;
 
 use crate::authenticode;
@@ -72,7 +73,9 @@ pub fn verify(
         .with(UKIS)
         .with(SIGNED_BOOTLOADERS)
         .with(KERNELS)
-        .with(SECUREBOOT_PAYLOADS);
+        .with(SECUREBOOT_PAYLOADS)
+        .with(bootc_paths::UKI_ADDONS)
+        .with(bootc_paths::GLOBAL_ADDONS);
     let opts = DigestOptions {
         erofs_version: policy.erofs_version,
         compat: policy.compat,
@@ -119,6 +122,7 @@ pub fn verify(
     };
     let mut cmdline = None;
     let mut composefs_argument = None;
+    let mut addon_checks = Vec::new();
     if let (Some(path), Some(bytes)) = (&uki_path, &uki_bytes) {
         check("one UKI", true, path.clone());
         match uki::inspect(bytes) {
@@ -167,6 +171,17 @@ pub fn verify(
                         )
                     },
                 );
+                addon_checks = addons::checks(
+                    &captured,
+                    path,
+                    &line,
+                    cert,
+                    Expected {
+                        digest_hex: &report.digest_hex,
+                        erofs_version: policy.erofs_version,
+                        allow_missing_verity: policy.allow_missing_verity,
+                    },
+                );
                 cmdline = Some(line);
             }
             Err(e) => check("UKI readable", false, e.to_string()),
@@ -194,6 +209,7 @@ pub fn verify(
             }
         }
     }
+    checks.extend(addon_checks);
     // Enrollment payloads (`seal --enroll-keys`): checked whether or not --cert is given.
     let bootloaders: Vec<(String, Vec<u8>)> = captured
         .matching(SIGNED_BOOTLOADERS)

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod addon_secureboot_qemu;
 mod build_uki_from_flags;
 mod cli_docs;
 mod cmdline_compat;
@@ -11,6 +12,7 @@ mod cmdline_security;
 mod demo;
 mod demo_prerequisites;
 mod deploy_docs;
+mod diff_trees;
 mod digest_errors;
 mod digest_hostile;
 mod digest_realistic;
@@ -28,7 +30,9 @@ mod registry_credentials;
 mod registry_digest;
 mod registry_faults;
 mod registry_harness;
+mod seal_addons;
 mod seal_dates_annotations;
+mod seal_dumpfile;
 mod seal_external_signing;
 mod seal_layout;
 mod seal_layout_blobs;
@@ -38,6 +42,7 @@ mod secureboot_enroll;
 mod sign_tools;
 mod sync_registry;
 mod testdata_golden;
+mod uki_addon_ukify;
 mod uki_errors;
 mod uki_pcr;
 mod uki_secureboot_qemu;

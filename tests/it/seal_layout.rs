@@ -69,6 +69,7 @@ fn sealed_layout_matches_reference_and_verifies() {
         names,
         [
             "boot/".to_owned(),
+            format!("boot/{kver}.dump"),
             "boot/EFI/".into(),
             "boot/EFI/Linux/".into(),
             format!("boot/EFI/Linux/{kver}.efi"),

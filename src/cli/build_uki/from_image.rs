@@ -40,6 +40,17 @@ pub struct FromImageArgs {
     /// With --from: the sealed image keeps vmlinuz and initramfs.img
     #[arg(long)]
     pub keep_kernel: bool,
+    /// With --from: kernel arguments for a UKI add-on built from the image's add-on stub
+    /// (repeatable), checked with the UKI's command line and written unsigned to --addon-out
+    #[arg(long = "addon-cmdline", value_name = "TEXT", requires = "addon_out")]
+    pub addon_cmdlines: Vec<String>,
+    /// With --from: where the add-ons will go (uki or global; decides the stub version needed)
+    #[arg(long, default_value = "uki", value_name = "uki|global")]
+    pub addon_scope: bootseal::seal::AddonScope,
+    /// With --from: directory for the unsigned add-ons; sign each, keep its name, and pass it
+    /// to `seal --uki … --addon`
+    #[arg(long, value_name = "DIR")]
+    pub addon_out: Option<PathBuf>,
     #[command(flatten)]
     pub format: DigestFormatArgs,
     #[command(flatten)]
@@ -71,6 +82,8 @@ impl FromImageArgs {
             ("--no-sign-bootloader", self.no_sign_bootloader),
             ("--bootloader-out", self.bootloader_out.is_some()),
             ("--keep-kernel", self.keep_kernel),
+            ("--addon-cmdline", !self.addon_cmdlines.is_empty()),
+            ("--addon-out", self.addon_out.is_some()),
             (
                 "--erofs-version",
                 self.format.erofs_version != Default::default(),
@@ -138,6 +151,14 @@ pub fn run(
         composefs_arg: a.composefs.composefs_arg,
         allow_missing_verity: a.composefs.allow_missing_verity,
         enrollment: a.enroll.load()?,
+        // The dumpfile goes into the sealed layer, which `seal --uki` writes.
+        dumpfile: false,
+        addons: a
+            .addon_cmdlines
+            .iter()
+            .map(|t| bootseal::seal::AddonSource::Cmdline(t.clone()))
+            .collect(),
+        addon_scope: a.addon_scope,
         ..Default::default()
     };
     let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;
@@ -161,7 +182,15 @@ pub fn run(
     let mut inputs = prepared.uki_inputs(&opts);
     inputs.pcr_signing = pcr.signing(&plan)?;
     let uki = prepared.build_uki(&inputs, &opts)?;
+    let addons = prepared.unsigned_addons(&opts)?;
     write_output(output, &uki)?;
+    if let Some(dir) = &a.addon_out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, bytes) in &addons {
+            write_output(&dir.join(name), bytes)?;
+            eprintln!("bootseal: wrote add-on {}", dir.join(name).display());
+        }
+    }
     for w in &prepared.warnings {
         eprintln!("bootseal: warning: {w}");
     }

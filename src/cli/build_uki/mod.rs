@@ -51,7 +51,7 @@ pub struct Args {
     pub image: from_image::FromImageArgs,
 }
 
-fn text_or_file(arg: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn text_or_file(arg: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     match arg.strip_prefix('@') {
         Some(path) => read_input(path.as_ref(), what),
         None => Ok(arg.as_bytes().to_vec()),

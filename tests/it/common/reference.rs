@@ -84,3 +84,41 @@ pub fn reference_digest(image: &BuiltImage, version: u8) -> String {
     try_reference_digest(image, version)
         .unwrap_or_else(|e| panic!("reference pipeline failed on {}: {e}", image.oci_ref()))
 }
+
+/// composefs-rs's dumpfile of `image`'s bootable tree, as `cfsctl oci dump --bootable` builds
+/// it: composefs-oci pulls the layout, `create_filesystem`, composefs-boot `transform_for_boot`,
+/// composefs `write_dumpfile`.
+pub fn reference_dumpfile(image: &BuiltImage) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, _) = Repository::<Sha512HashValue>::init_path(
+        rustix::fs::CWD,
+        tmp.path().join("repo"),
+        RepositoryConfig::new(Algorithm::SHA512).set_insecure(),
+    )
+    .unwrap();
+    let repo = Arc::new(repo);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pull, _) = rt
+        .block_on(composefs_oci::pull_image(
+            &repo,
+            &image.oci_ref(),
+            None,
+            None,
+            Arc::new(composefs_oci::NullReporter),
+        ))
+        .unwrap();
+    let mut fs = composefs_oci::image::create_filesystem(
+        &repo,
+        &pull.config_digest,
+        Some(&pull.config_verity),
+        &Default::default(),
+    )
+    .unwrap();
+    fs.transform_for_boot(&repo).unwrap();
+    let mut out = Vec::new();
+    composefs::dumpfile::write_dumpfile(&mut out, &fs).unwrap();
+    String::from_utf8(out).unwrap()
+}
