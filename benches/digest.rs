@@ -6,7 +6,7 @@
 //! the peak RSS (VmHWM) of a child process that only computes our digest (target <= 256 MB).
 //!
 //! Run: `cargo bench --bench digest`. The image is generated on first use (see
-//! tests/common/realistic.rs) and cached under the target directory.
+//! tests/it/common/realistic.rs) and cached under the target directory.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;

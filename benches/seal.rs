@@ -6,7 +6,7 @@
 //! wait4(2) (target <= 160 MB).
 //!
 //! Run: `cargo bench --bench seal`. The image is generated on first use from the realistic
-//! Debian-based test image (tests/common/realistic.rs) plus small layers, cached under target/.
+//! Debian-based test image (tests/it/common/realistic.rs) plus small layers, cached under target/.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;

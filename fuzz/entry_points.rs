@@ -1,5 +1,5 @@
 //! What each fuzz target does with one input, shared by the libFuzzer binaries in
-//! `fuzz/fuzz_targets/` and the replay test `tests/fuzz_replay.rs` (which runs every file under
+//! `fuzz/fuzz_targets/` and the replay test `tests/it/fuzz_replay.rs` (which runs every file under
 //! `testdata/fuzz/<target>/` through the same function in plain `cargo test`).
 //!
 //! Every function accepts any bytes. Errors are the expected outcome for most inputs; what must

@@ -37,7 +37,7 @@ pub(crate) struct Finished {
 /// [`crate::tree::path::MAX_DEPTH`] deep. At that depth the test build was measured to
 /// overflow 4 MiB and to pass with 6 MiB (composefs-oci's own pipeline overflows the 2 MiB of a
 /// test or tokio thread there too), so 64 MiB leaves a tenfold margin whatever thread the
-/// caller is on (`tests/digest_hostile.rs` runs it from a 2 MiB test thread). Only the pages
+/// caller is on (`tests/it/digest_hostile.rs` runs it from a 2 MiB test thread). Only the pages
 /// actually touched are committed.
 const FINISH_STACK: usize = 64 << 20;
 
