@@ -3,7 +3,7 @@
 //! The consumer is composefs-boot's `cmdline` module (the pinned 0.9.0 crate): bootc's
 //! initramfs and its install step parse a UKI's `.cmdline` with `ComposefsCmdline::from_cmdline`,
 //! which scans `composefs.digest=` tokens first and falls back to the first `composefs=`
-//! (research/round2.md §1). Every place bootseal writes or checks the composefs argument goes
+//! (its `src/cmdline.rs`). Every place bootseal writes or checks the composefs argument goes
 //! through this module, and this module goes through that parser, so what we check is what the
 //! initramfs will mount.
 //!

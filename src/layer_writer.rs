@@ -55,7 +55,7 @@ impl LayerEntry {
 pub struct LayerContents {
     pub entries: Vec<LayerEntry>,
     /// Whole seconds (SOURCE_DATE_EPOCH); a whole-second `/boot` mtime keeps the digest stable
-    /// across composefs-rs versions (research/composefs.md §4.3).
+    /// across composefs-rs versions (composefs-boot `empty_toplevel_dirs`, 0.9.0 vs 0.9.4).
     pub mtime: u64,
 }
 

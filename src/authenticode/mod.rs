@@ -1,5 +1,6 @@
 //! Authenticode signatures for PE images (UKIs, systemd-boot, kernels), written the way
-//! sbsign writes them and checked the way UEFI firmware checks them (research/uki.md §3).
+//! sbsign writes them and checked the way UEFI firmware checks them (sbsigntools 0.9.4
+//! `src/image.c`, `src/idc.c`; EDK2 `DxeImageVerificationLib`).
 //!
 //! Flow: [`table::prepare`] pads the unsigned image to 8 bytes → [`hash::image_hash`] →
 //! [`spc::SpcIndirectDataContent`] → [`signed_data::build`] with a [`CertifiedSigner`]

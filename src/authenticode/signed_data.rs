@@ -1,5 +1,5 @@
 //! The PKCS#7/CMS SignedData that wraps an `SpcIndirectDataContent`, built the way sbsign
-//! does (research/uki.md §3.3): version 1, SHA-256 digest algorithm, the signer
+//! does (sbsigntools 0.9.4 `src/idc.c`): version 1, SHA-256 digest algorithm, the signer
 //! certificate(s), one SignerInfo v1 with IssuerAndSerialNumber and rsaEncryption. Signed
 //! attributes are only contentType and messageDigest – no signingTime – so the same input
 //! always gives the same bytes.

@@ -117,7 +117,8 @@ fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
 
 /// composefs-rs 0.9.0 (bootc 1.16.7–1.16.9) keeps the sub-second mtime of the emptied /boot and
 /// /sysroot; 0.9.4 copies /usr's. With V1 (which stores nanoseconds) the two give different
-/// digests exactly when they differ (research/composefs.md §4.3), so say which one this is.
+/// digests exactly when they differ (composefs-boot `empty_toplevel_dirs`, 0.9.0 vs 0.9.4), so
+/// say which one this is.
 fn subsecond_mtime_warnings(
     fs: &FileSystem<ObjectId>,
     usr_nsec: u32,

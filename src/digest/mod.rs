@@ -4,7 +4,8 @@
 //! composefs-oci's semantics, applies `transform_for_oci` and the boot transform with SELinux
 //! labels from the image's own policy ([`finish`]), and returns the fs-verity SHA-512 of the EROFS
 //! image in the requested format, exactly as bootc's `compute-composefs-digest-from-storage` and
-//! `generate_boot_image` do (research/composefs.md §1, §5.2).
+//! `generate_boot_image` do (bootc 1.16.9 `crates/lib/src/cli.rs`,
+//! `crates/lib/src/bootc_composefs/repo.rs`; composefs-oci 0.9.0 `boot::generate_boot_image`).
 
 mod finish;
 mod image;
@@ -60,7 +61,7 @@ impl std::str::FromStr for ErofsVersion {
 
 /// Which composefs-rs release's digest semantics to follow where releases differ.
 ///
-/// They differ in one place (research/composefs.md §4.3): when composefs-boot empties `/boot`
+/// They differ in one place (composefs-boot `empty_toplevel_dirs`): when it empties `/boot`
 /// and `/sysroot` it copies `/usr`'s mtime seconds to them; 0.9.4 also copies the nanoseconds.
 /// With EROFS V1 (which stores nanoseconds) the digests differ exactly when those directories'
 /// sub-second mtimes differ from `/usr`'s.

@@ -1,8 +1,9 @@
 //! The enrollment payload a sealed image carries for `bootc install`: PK.auth, KEK.auth and
 //! db.auth at `/usr/lib/bootc/install/secureboot-keys/<name>/`, which bootc copies to the ESP's
 //! `loader/keys/<name>/` and systemd-boot enrolls (`auto` without asking, with
-//! `secure-boot-enroll force`; research/round2.md §3). Only the three `.auth` files are ever
-//! read, so a key directory's private keys can never end up in an image.
+//! `secure-boot-enroll force`; bootc 1.16.9 `crates/lib/src/bootc_composefs/boot.rs`,
+//! systemd-boot `loader.conf(5)`). Only the three `.auth` files are ever read, so a key
+//! directory's private keys can never end up in an image.
 
 use super::EfiKeyError;
 use super::auth::{ATTRIBUTES, AuthVariable, SecureBootVar};

@@ -1,8 +1,8 @@
 //! UEFI Secure Boot key material: the EFI signature lists (`.esl`) and time-based authenticated
 //! variable updates (`.auth`) that put PK, KEK and db into firmware, and the PK/KEK/db key set
 //! `bootseal keys create` writes. Layouts follow the UEFI specification (§8.2.2 "Variable
-//! authentication", §32.4 "Signature database") as efitools' `cert-to-efi-sig-list` and
-//! `sign-efi-sig-list` write them (research/round2.md §3).
+//! authentication", §32.4 "Signature database") as efitools' `cert-to-efi-sig-list.c` and
+//! `sign-efi-sig-list.c` write them.
 
 pub mod auth;
 pub mod create;

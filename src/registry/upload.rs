@@ -108,8 +108,9 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Mount, RegistryError> {
         // The push token alone does not grant pull on `from`: token registries then refuse the
-        // mount with 401 (research/registry.md §1.4). Ask for both in one token, cached under
-        // its own scope so the push token stays as it is.
+        // mount with 401 (seen with distribution 2.8.2's token auth). Ask for both in one token,
+        // as go-containerregistry's `scopesForUploadingImage` (`pkg/v1/remote/write.go`) does,
+        // cached under its own scope so the push token stays as it is.
         let scope = format!("{} repository:{from}:pull", push_scope(repository));
         let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
         let what = format!("mount {digest} from {from}");

@@ -59,7 +59,7 @@ fn sealed_date(config: &serde_json::Value, opts: &SealOptions) -> ImageDate {
 
 /// Reads `base`, finds its boot inputs, signs systemd-boot, and computes the digest over the
 /// base layers plus the new layer (the UKI is not in it yet, which is fine: the boot
-/// transform empties /boot, research/composefs.md §1.4).
+/// transform empties /boot: composefs-boot 0.9.0 `transform_for_boot`).
 pub fn prepare(
     source: &Arc<dyn ImageSource>,
     base: ResolvedImage,
@@ -432,7 +432,7 @@ fn sealing_layer(
             uid: b.uid,
             gid: b.gid,
             // /usr's nanoseconds: composefs-rs 0.9.0 keeps /boot's own, >= 0.9.4 copies /usr's
-            // (research/composefs.md §4.3); equal, both give the same digest.
+            // (composefs-boot `empty_toplevel_dirs`); equal, both give the same digest.
             mtime_nsec: inputs.usr_mtime_nsec,
         },
         LayerEntry::Directory {

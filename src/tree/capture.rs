@@ -49,8 +49,9 @@ impl CaptureSet {
     }
 
     /// The files composefs-boot's labelling reads: `/etc/selinux/config` and the
-    /// `file_contexts*` files of the configured policy (research/composefs.md §3.3). The policy
-    /// directory is whatever `SELINUXTYPE` names, so any depth below /etc/selinux is taken.
+    /// `file_contexts*` files of the configured policy (composefs-boot 0.9.0 `src/selabel.rs`).
+    /// The policy directory is whatever `SELINUXTYPE` names, so any depth below /etc/selinux
+    /// is taken.
     pub fn selinux_policy() -> Self {
         Self::new()
             .with("/etc/selinux/config")

@@ -15,7 +15,8 @@ pub use apply::TreeBuilder;
 pub use capture::{Blob, CaptureSet, CapturedFile, CapturedFiles};
 pub use parse::{ParsedLayer, parse_layer};
 
-/// fs-verity object ids in bootc's composefs repositories are SHA-512 (research §0).
+/// fs-verity object ids in bootc's composefs repositories are SHA-512 (bootc 1.16.9
+/// `crates/lib/src/store/mod.rs`, `ComposefsRepository`).
 pub type ObjectId = composefs::fsverity::Sha512HashValue;
 
 /// Something wrong inside one layer: the tar path (when known) and what is wrong.

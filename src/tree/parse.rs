@@ -1,7 +1,7 @@
 //! Streaming tar parser: one layer's uncompressed bytes to a compact list of tree entries.
 //!
 //! Uses `tar-core` with default limits, the parser composefs-oci 0.9.0 uses, and maps each
-//! entry the way composefs-oci's `tar::get_entry` does (research/composefs.md §2.1–2.4): regular
+//! entry the way composefs-oci's `tar::get_entry` does (`src/tar.rs`, 0.9.0): regular
 //! files of at most 64 bytes inline, larger ones as their fs-verity SHA-512 id computed while the
 //! bytes stream by; global PAX headers skipped; sparse and unknown entry types rejected. Only
 //! metadata, ids and the contents selected by a [`CaptureSet`] are kept, never layer content.

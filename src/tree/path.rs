@@ -1,7 +1,7 @@
 //! Tar path and PAX time conventions of composefs-oci 0.9.0, re-implemented.
 //!
 //! composefs-oci (`src/tar.rs`) keeps these helpers private; the digest depends on them, so this
-//! module reproduces their observable behaviour (research/composefs.md §2.1, §2.4) and the
+//! module reproduces their observable behaviour (`make_absolute_path`, `pax_mtime_nsec`) and the
 //! reference tests in `tests/` keep them honest.
 
 use std::ffi::OsString;

@@ -1,4 +1,4 @@
-//! The PE surgery of `ukify build` (research/uki.md §1.3; `pe_add_sections` in systemd's
+//! The PE surgery of `ukify build` (`pe_add_sections` in systemd 257.3
 //! `src/ukify/ukify.py`): strip a trailing COFF symbol table from the stub, re-align its
 //! sections, round SizeOfHeaders up, then append each new section after the last one
 //! (VirtualSize = data length, raw data FileAlignment-padded, address SectionAlignment-

@@ -1,5 +1,6 @@
-//! Unified Kernel Image assembly like `ukify build` (research/uki.md §1), PCR 11
-//! prediction (§2) and a reader for existing UKIs.
+//! Unified Kernel Image assembly like `ukify build` (systemd 257.3 `src/ukify/ukify.py`,
+//! `make_uki`), PCR 11 prediction (systemd 257.3 `src/boot/stub.c`, `measure_sections`) and a
+//! reader for existing UKIs.
 //!
 //! [`build`] takes all inputs as bytes; where they come from (files, an image) is the
 //! caller's business.

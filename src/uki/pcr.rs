@@ -1,7 +1,8 @@
 //! PCR 11 prediction: replays what systemd-stub measures into PCR 11 for a UKI, and what
 //! `systemd-pcrextend` adds at the boot phases afterwards, for the SHA-1/256/384/512 banks.
 //!
-//! Behaviour matched (research/uki.md §2): the stub walks the `UnifiedSection` enum order of
+//! Behaviour matched (systemd 257.3 `src/boot/stub.c` `measure_sections`,
+//! `src/measure/measure.c`): the stub walks the `UnifiedSection` enum order of
 //! `src/fundamental/uki.h` (not the PE order) and, for every section present with non-zero
 //! size, extends `H(name || NUL)` then `H(VirtualSize bytes of data)`; `.pcrsig` is never
 //! measured. Which sections a stub knows depends on its version (`.uname`/`.sbat` since 254,
@@ -205,8 +206,8 @@ pub fn to_json(values: &[PcrValue]) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    // Known-answer vector of research/uki.md §2.3, computed independently by
-    // systemd-measure 257.3 (`systemd-measure calculate --linux=… --osrel=… …`).
+    // Known-answer vector computed independently by systemd-measure 257.3
+    // (`systemd-measure calculate --linux=… --osrel=… …`).
     fn kat_sections() -> Vec<(&'static str, Vec<u8>)> {
         let sbat = b"sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\nuki,1,UKI,uki,1,https://uapi-group.org/specifications/specs/unified_kernel_image/\n\0".to_vec();
         vec![

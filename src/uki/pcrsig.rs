@@ -1,6 +1,6 @@
 //! `.pcrpkey` and `.pcrsig`: signed TPM2 PolicyPCR digests for the predicted PCR 11 values,
-//! as `systemd-measure sign` computes them and ukify embeds them (research/uki.md §2.4;
-//! `build_policy_digest` in systemd `src/measure/measure.c`, `combine_signatures` in ukify).
+//! as `systemd-measure sign` computes them and ukify embeds them (`build_policy_digest` in
+//! systemd 257.3 `src/measure/measure.c`, `combine_signatures` in its `src/ukify/ukify.py`).
 //!
 //! For each bank and phase path: `pol = SHA256(0³² ‖ TPM_CC_PolicyPCR ‖ TPML_PCR_SELECTION
 //! {1, bank alg, 3, 00 08 00} ‖ SHA256(PCR 11))`, `sig` = RSA PKCS#1 v1.5 over
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn policy_digest_kat() {
-        // research/uki.md §2.4: identical to systemd-measure 257.3 for this PCR value.
+        // Expected value computed by systemd-measure 257.3 (`sign`) for this PCR value.
         let pcr = hex::decode("f79c679d9711a03b6c4c7644c892d5852d85ba51e28a1e8b74d4ebfca5d3f60f")
             .unwrap();
         assert_eq!(

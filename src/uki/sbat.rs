@@ -1,6 +1,7 @@
-//! `.sbat` merging as `ukify build` does it (research/uki.md §1.5): the standard header
-//! line, then the entries of the stub's `.sbat`, the kernel's `.sbat` and the extra texts
-//! (each only if it starts with an `sbat,` header line), no de-duplication, ending `\n\0`.
+//! `.sbat` merging as `ukify build` does it (`merge_sbat` in systemd 257.3
+//! `src/ukify/ukify.py`): the standard header line, then the entries of the stub's `.sbat`,
+//! the kernel's `.sbat` and the extra texts (each only if it starts with an `sbat,` header
+//! line), no de-duplication, ending `\n\0`.
 
 use crate::pe::PeHeaders;
 
@@ -54,7 +55,8 @@ mod tests {
 
     #[test]
     fn text_only_merge_matches_ukify_default() {
-        // research/uki.md §2.3 gives these exact bytes for the default .sbat.
+        // ukify 257.3 writes these exact bytes for the default .sbat; they are also the `.sbat`
+        // input of the systemd-measure 257.3 known-answer vector in `uki::pcr`.
         let got = merge(&[], &[DEFAULT_UKI_SBAT]);
         let want = format!("{DEFAULT_UKI_SBAT}\0");
         assert_eq!(got, want.as_bytes());

@@ -1,10 +1,10 @@
 //! Structural comparison of `bootseal build-uki` with `ukify build` (systemd 257.3).
 //!
-//! ukify is not packaged for Debian bookworm, so the reference is what ukify produced from
-//! the same Debian 252.39 stub and 6.1.0-56 kernel, recorded in research/uki.md §1.6
-//! (inputs: os-release of 62 bytes, the cmdline below, an initrd of 0xfb0ad bytes). We
-//! build with inputs of identical sizes and compare every field of that table, read back
-//! with objdump (an independent PE reader) and with a few raw header reads.
+//! ukify is not packaged for Debian bookworm, so the reference is what ukify 257.3 (systemd's
+//! `src/ukify/ukify.py`, run with pefile 2024.8.26) produced from the same Debian 252.39 stub
+//! and 6.1.0-56 kernel (inputs: os-release of 62 bytes, the cmdline below, an initrd of
+//! 0xfb0ad bytes). We build with inputs of identical sizes and compare every field of that
+//! table, read back with objdump (an independent PE reader) and with a few raw header reads.
 
 use crate::common;
 
@@ -97,7 +97,7 @@ fn debian_252_stub_layout_matches_ukify() {
     let uki = d.path().join("uki.efi");
     build(&uki);
 
-    // ukify's table (§1.6); rows after .linux shift if Debian ships a different kernel.
+    // ukify's table (see module doc); rows after .linux shift if Debian ships a different kernel.
     let shift = align(ksize, 0x200) as i64 - align(REF_KERNEL_SIZE, 0x200) as i64;
     let sh = |v: u64| (v as i64 + shift) as u64;
     let mut want: Vec<Row> = rows(&stub).into_iter().take(6).collect();

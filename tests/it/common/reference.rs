@@ -1,4 +1,5 @@
-//! The reference: composefs-oci 0.9.0's own pipeline, as bootc runs it (research §5.2(c)).
+//! The reference: composefs-oci 0.9.0's own pipeline, as bootc runs it (bootc 1.16.9
+//! `crates/lib/src/bootc_composefs/repo.rs` and `update.rs`).
 //!
 //! A throw-away insecure SHA-512 repository; `pull_image` of `oci:DIR:TAG` (composefs-oci reads
 //! OCI layouts itself, no skopeo); `create_filesystem`; `transform_for_boot`; `compute_image_id`.
