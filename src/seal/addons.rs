@@ -62,9 +62,10 @@ pub(crate) struct PlacedAddon {
 
 /// The directory (no leading `/`) add-ons of `scope` go to for the UKI of kernel `kver`.
 pub fn addon_dir(scope: AddonScope, kver: &str) -> String {
+    use crate::bootc_paths::{GLOBAL_ADDON_DIR, in_layer, uki};
     match scope {
-        AddonScope::Uki => format!("boot/EFI/Linux/{kver}.efi.extra.d"),
-        AddonScope::Global => "boot/loader/addons".to_owned(),
+        AddonScope::Uki => format!("{}.extra.d", in_layer(&uki(kver))),
+        AddonScope::Global => in_layer(GLOBAL_ADDON_DIR).trim_end_matches('/').to_owned(),
     }
 }
 

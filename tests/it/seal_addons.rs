@@ -8,13 +8,10 @@ use crate::common;
 
 use common::image_builder::{BuiltImage, E, layer_tar};
 use common::{bootc_image, bootseal, keypair, run_ok, scratch, seal_cmd, ukify};
-use composefs::fsverity::{Algorithm, Sha512HashValue};
-use composefs::repository::{Repository, RepositoryConfig};
 use composefs_boot::bootloader::{BootEntry, PEType, get_boot_resources};
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 /// A bootc test image whose stubs are trixie's systemd 257 (UKI stub and add-on stub).
 fn image_with_257_stubs(dir: &Path) -> (BuiltImage, String) {
@@ -34,34 +31,12 @@ fn image_with_257_stubs(dir: &Path) -> (BuiltImage, String) {
 /// composefs-boot's view of an image: (path under /boot/EFI/Linux or loader/addons, type) of
 /// every Type 2 entry `get_boot_resources` returns, from composefs-oci's tree of the image.
 fn boot_resources(image: &BuiltImage) -> Vec<(String, String)> {
-    let tmp = tempfile::tempdir().unwrap();
-    let (repo, _) = Repository::<Sha512HashValue>::init_path(
-        rustix::fs::CWD,
-        tmp.path().join("repo"),
-        RepositoryConfig::new(Algorithm::SHA512).set_insecure(),
-    )
-    .unwrap();
-    let repo = Arc::new(repo);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (pull, _) = rt
-        .block_on(composefs_oci::pull_image(
-            &repo,
-            &image.oci_ref(),
-            None,
-            None,
-            Arc::new(composefs_oci::NullReporter),
-        ))
-        .unwrap();
-    let fs = composefs_oci::image::create_filesystem(
-        &repo,
-        &pull.config_digest,
-        Some(&pull.config_verity),
-        &Default::default(),
-    )
-    .unwrap();
+    let common::reference::Pulled {
+        dir: _dir,
+        repo,
+        fs,
+        ..
+    } = common::reference::pull(image).unwrap();
     let mut out: Vec<(String, String)> = get_boot_resources(&fs, &repo)
         .unwrap()
         .into_iter()
