@@ -77,6 +77,25 @@ where
     }
 }
 
+/// [`run`] for jobs that need no per-thread state.
+pub(crate) fn run_each<R: Send>(
+    count: usize,
+    workers: usize,
+    work: impl Fn(usize) -> R + Sync,
+    on_done: impl FnMut(usize, R) -> Flow,
+) {
+    let started = run(
+        count,
+        workers,
+        || Ok::<_, std::convert::Infallible>(()),
+        |(), i| work(i),
+        on_done,
+    );
+    if let Err(never) = started {
+        match never {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,11 +109,10 @@ pub(crate) fn build_tree(
     let mut ready: BTreeMap<usize, LayerResult> = BTreeMap::new();
     let mut next_to_apply = 0;
 
-    let started = worker_pool::run(
+    worker_pool::run_each(
         count,
         parallelism,
-        || Ok::<_, std::convert::Infallible>(()),
-        |_, index| {
+        |index| {
             let input = slots[index]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -158,9 +157,6 @@ pub(crate) fn build_tree(
             flow
         },
     );
-    if let Err(never) = started {
-        match never {}
-    }
 
     match error {
         Some((index, e)) => Err(DigestError {

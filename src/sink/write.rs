@@ -35,11 +35,10 @@ pub fn copy_blobs(
     jobs: usize,
 ) -> Result<(), String> {
     let mut failure = None;
-    let started = worker_pool::run(
+    worker_pool::run_each(
         blobs.len(),
         jobs,
-        || Ok::<_, std::convert::Infallible>(()),
-        |_, i| {
+        |i| {
             let desc = &blobs[i];
             match sink.has_blob(desc).map_err(|e| e.to_string())? {
                 true => Ok(()),
@@ -56,9 +55,6 @@ pub fn copy_blobs(
             }
         },
     );
-    if let Err(never) = started {
-        match never {}
-    }
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
