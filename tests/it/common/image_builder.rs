@@ -555,7 +555,13 @@ impl OciImage {
     ) -> BuiltLayer {
         fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let tmp = dir.join("blobs/sha256/.incoming-stream");
+        // One name per call: layers may be written from several threads at once.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tmp = dir.join(format!(
+            "blobs/sha256/.incoming-stream-{}-{n}",
+            std::process::id()
+        ));
         let mut blob = HashingFile {
             file: io::BufWriter::new(fs::File::create(&tmp).unwrap()),
             hash: Sha256::new(),

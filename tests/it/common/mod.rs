@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod bootc_image;
 pub mod fault_proxy;
+pub mod fedora_scale;
 pub mod image_builder;
 pub mod layout_input;
 pub mod pe_verify;
