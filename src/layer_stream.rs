@@ -39,7 +39,7 @@ impl LayerStream {
             Compression::None => Box::new(buffered),
             Compression::Gzip => Box::new(DecoderErrors {
                 format: "gzip",
-                inner: flate2::bufread::MultiGzDecoder::new(buffered),
+                inner: crate::compression::MultiGunzip::new(buffered),
             }),
             Compression::Zstd => Box::new(DecoderErrors {
                 format: "zstd",
@@ -75,8 +75,8 @@ impl Read for LayerStream {
     }
 }
 
-/// Gives decoder errors a message that says what happened: a stream cut short (both flate2
-/// and zstd report `UnexpectedEof`) or corrupt data.
+/// Gives decoder errors a message that says what happened: a stream cut short (both the gzip
+/// and the zstd decoder report `UnexpectedEof`) or corrupt data.
 struct DecoderErrors<R> {
     format: &'static str,
     inner: R,

@@ -3,6 +3,10 @@
 //! and Docker schema2 define, distributable or not) and writing (the one type a manifest of a
 //! given family uses for a new layer).
 
+mod gunzip;
+
+pub(crate) use gunzip::MultiGunzip;
+
 use crate::manifest::{
     DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
