@@ -7,6 +7,7 @@ pub mod bootc_image;
 pub mod fault_proxy;
 pub mod fedora_scale;
 pub mod image_builder;
+pub mod kernel_vm;
 pub mod layout_input;
 pub mod pe_verify;
 pub mod realistic;
