@@ -1,0 +1,1 @@
+//! The composefs metadata artifact (placeholder, filled in below).
