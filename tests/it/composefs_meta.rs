@@ -297,10 +297,21 @@ fn no_composefs_metadata_leaves_them_out_and_stale_ones_are_dropped() {
 /// `image` re-tagged as `tag` with composefs keys another tool might have written: a wrong
 /// merged digest, a wrong config digest, and an unrelated layer annotation.
 fn with_stale_annotations(image: &BuiltImage, tag: &str) -> BuiltImage {
+    retagged(image, tag, |m| {
+        m["annotations"] = serde_json::json!({ MERGED: "00".repeat(64), "org.example.other": "x" });
+        m["config"]["annotations"] = serde_json::json!({ CONFIG: "00".repeat(64) });
+        m["layers"][0]["annotations"] = serde_json::json!({ "org.example.kept": "yes" });
+    })
+}
+
+/// `image`'s manifest edited by `edit`, written as a new blob and tagged `tag` in its layout.
+pub fn retagged(
+    image: &BuiltImage,
+    tag: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> BuiltImage {
     let mut m = manifest_json(image);
-    m["annotations"] = serde_json::json!({ MERGED: "00".repeat(64), "org.example.other": "x" });
-    m["config"]["annotations"] = serde_json::json!({ CONFIG: "00".repeat(64) });
-    m["layers"][0]["annotations"] = serde_json::json!({ "org.example.kept": "yes" });
+    edit(&mut m);
     let bytes = serde_json::to_vec(&m).unwrap();
     let (digest, size) = common::image_builder::write_blob(&image.dir, &bytes);
     let index_path = image.dir.join("index.json");
@@ -316,4 +327,172 @@ fn with_stale_annotations(image: &BuiltImage, tag: &str) -> BuiltImage {
         }));
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     BuiltImage::load(&image.dir, tag)
+}
+
+/// `bootseal verify --json --cert CERT IMAGE`: (exit success, checks by name → (ok, detail)).
+pub fn verify_checks(image: &str, cert: &Path) -> (bool, Vec<(String, bool, String)>) {
+    let o = common::bootseal()
+        .args(["verify", "--json", "--cert"])
+        .arg(cert)
+        .arg(image)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let checks = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["ok"].as_bool().unwrap(),
+                c["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (o.status.success(), checks)
+}
+
+fn failed(checks: &[(String, bool, String)]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| !c.1)
+        .map(|c| format!("{}: {}", c.0, c.2))
+        .collect()
+}
+
+#[test]
+fn verify_checks_inline_digests_and_signatures_naming_the_role() {
+    let tmp = scratch();
+    let built = bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let other = keypair(tmp.path(), "other", 2048);
+    let out = tmp.path().join("out");
+    let seal = |tag: &str, extra: &[&str]| {
+        run_ok(
+            seal_cmd(
+                &built.image.oci_ref(),
+                &format!("oci:{}:{tag}", out.display()),
+                &keys,
+            )
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["--composefs-layer-digests", "--composefs-sign", "inline"])
+            .args(extra),
+        );
+        BuiltImage::load(&out, tag)
+    };
+    let good = seal("good", &[]);
+    let (ok, checks) = verify_checks(&good.oci_ref(), &keys.cert);
+    assert!(ok, "{:?}", failed(&checks));
+    for name in [
+        "composefs merged digest",
+        "composefs merged signature",
+        "composefs merged.bootable digest",
+        "composefs merged.bootable signature",
+        "composefs config digest",
+        "composefs config signature",
+        "composefs layer digest",
+    ] {
+        assert!(
+            checks.iter().any(|c| c.0 == name && c.1),
+            "{name} missing: {checks:?}"
+        );
+    }
+
+    // Another key: its signatures are refused naming the signer (a seal whose composefs key
+    // is `other` checked against `keys`).
+    let foreign = seal(
+        "foreign",
+        &[
+            "--composefs-key",
+            other.key.to_str().unwrap(),
+            "--composefs-cert",
+            other.cert.to_str().unwrap(),
+        ],
+    );
+    let (ok, checks) = verify_checks(&foreign.oci_ref(), &keys.cert);
+    let f = failed(&checks);
+    assert!(!ok);
+    assert_eq!(f.len(), 3, "{f:?}");
+    for role in ["merged", "merged.bootable", "config"] {
+        assert!(
+            f.iter()
+                .any(|c| c.starts_with(&format!("composefs {role} signature:"))
+                    && c.contains("not by the given certificate")),
+            "{role}: {f:?}"
+        );
+    }
+    // ... and accepted with its own certificate.
+    let o = common::bootseal()
+        .args(["verify", "--cert"])
+        .arg(&keys.cert)
+        .arg("--composefs-cert")
+        .arg(&other.cert)
+        .arg(foreign.oci_ref())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // Tampered manifests (the layers are the same): each fault fails its own role only.
+    let key_sig = |k: &str| format!("{k}.sig");
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "swapped",
+            Box::new(move |m| {
+                let a = m["annotations"][key_sig(MERGED)].clone();
+                let b = m["annotations"][key_sig(BOOTABLE)].clone();
+                m["annotations"][key_sig(MERGED)] = b;
+                m["annotations"][key_sig(BOOTABLE)] = a;
+            }),
+            "does not verify",
+        ),
+        (
+            "truncated",
+            Box::new(move |m| {
+                let s = m["config"]["annotations"][key_sig(CONFIG)]
+                    .as_str()
+                    .unwrap();
+                let raw = b64(&serde_json::Value::String(s.to_owned()));
+                m["config"]["annotations"][key_sig(CONFIG)] = serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(&raw[..raw.len() - 10]),
+                );
+            }),
+            "not a DER PKCS#7 signature",
+        ),
+        (
+            "wrong-digest",
+            Box::new(|m| m["annotations"][MERGED] = "11".repeat(64).into()),
+            "claims 1111",
+        ),
+        (
+            "wrong-layer",
+            Box::new(|m| m["layers"][0]["annotations"][LAYER] = "22".repeat(64).into()),
+            "claims 2222",
+        ),
+    ];
+    for (tag, edit, says) in cases {
+        let bad = retagged(&good, tag, edit);
+        let (ok, checks) = verify_checks(&bad.oci_ref(), &keys.cert);
+        let f = failed(&checks);
+        assert!(!ok, "{tag}");
+        let expected_roles: &[&str] = match tag {
+            "swapped" => &[
+                "composefs merged signature",
+                "composefs merged.bootable signature",
+            ],
+            "truncated" => &["composefs config signature"],
+            "wrong-digest" => &["composefs merged digest"],
+            _ => &["composefs layer digest"],
+        };
+        assert_eq!(f.len(), expected_roles.len(), "{tag}: {f:?}");
+        for role in expected_roles {
+            assert!(
+                f.iter()
+                    .any(|c| c.starts_with(&format!("{role}:")) && c.contains(says)),
+                "{tag}: {role}: {f:?}"
+            );
+        }
+    }
 }
