@@ -4,7 +4,8 @@
 //! config's bytes) and signed by the seal's signer or the `.fs-verity` key.
 
 use super::{SealError, SealOptions};
-use crate::composefs_meta::{SignMode, inline};
+use crate::composefs_meta::artifact::{self, Artifact};
+use crate::composefs_meta::{Role, SignMode, inline, signature, verity_hex};
 use crate::digest::{ErofsVersion, PlainTree};
 use crate::manifest::DOCKER_MANIFEST;
 use crate::signer::CertifiedSigner;
@@ -171,4 +172,46 @@ pub(super) fn config_annotations(
         return Ok(Vec::new());
     }
     inline::config_annotations(bytes, inline_signer(opts, base).as_ref()).map_err(|e| e.to_string())
+}
+
+/// The referrer artifact of a sealed image (`--composefs-sign artifact`): signatures of its
+/// manifest, config, merged and merged.bootable digests; None in other modes.
+pub(super) fn artifact(
+    opts: &SealOptions,
+    base: &ResolvedImage,
+    digests: &Digests,
+    image: &crate::mutate::NewImage,
+) -> Result<Option<Artifact>, String> {
+    if opts.composefs.sign != Some(SignMode::Artifact) || !wanted(opts, base) {
+        return Ok(None);
+    }
+    let signer = signer(opts).ok_or("no composefs signing key")?;
+    let mut objects = vec![
+        (Role::Manifest, verity_hex(&image.manifest_bytes)),
+        (Role::Config, verity_hex(&image.config_bytes)),
+    ];
+    if let Some(m) = &digests.merged {
+        objects.push((Role::Merged, m.clone()));
+    }
+    if let Some(b) = &digests.bootable {
+        objects.push((Role::MergedBootable, b.clone()));
+    }
+    let entries = objects
+        .into_iter()
+        .map(|(role, digest_hex)| {
+            let id = opts.request_id(&base.platform, &format!("composefs.{}", role.name()));
+            let signature =
+                signature::sign(signer, role, &digest_hex, id).map_err(|e| e.to_string())?;
+            Ok(artifact::Entry {
+                role,
+                digest_hex,
+                signature,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let subject = crate::manifest::Descriptor {
+        platform: None,
+        ..image.manifest.clone()
+    };
+    artifact::build(&subject, entries).map(Some)
 }

@@ -28,6 +28,9 @@ pub struct SealedImage {
     pub cmdline: String,
     pub kver: String,
     pub warnings: Vec<String>,
+    /// The composefs metadata referrer to write after the manifest (`--composefs-sign
+    /// artifact`).
+    pub artifact: Option<crate::composefs_meta::artifact::Artifact>,
 }
 
 /// A base image analysed for sealing: its boot inputs, the new layer without the UKI, and the
@@ -395,7 +398,9 @@ pub fn seal_image(
         },
     )
     .map_err(err)?;
+    let artifact = super::composefs::artifact(opts, &base, &digests, &image).map_err(err)?;
     Ok(SealedImage {
+        artifact,
         base,
         layer: Arc::new(layer),
         image,

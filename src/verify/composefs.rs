@@ -9,7 +9,8 @@ use serde_json::Value;
 use x509_cert::Certificate;
 
 use super::Check;
-use crate::composefs_meta::{Role, signature, verity_hex};
+use crate::composefs_meta::{ARTIFACT_TYPE, Role, artifact, signature, verity_hex};
+use crate::source::ImageSource;
 
 /// One role's claim: where it was found, the digest claimed, the signature given.
 #[derive(Debug, Clone)]
@@ -102,6 +103,73 @@ impl Claims {
         }
         claims
     }
+}
+
+/// Finds the composefs metadata artifacts whose subject is `subject` (the image manifest's
+/// digest) and adds their claims; one check per artifact (or per failure to read one).
+pub(crate) fn discover(source: &dyn ImageSource, subject: &str, claims: &mut Claims) -> Vec<Check> {
+    let mut out = Vec::new();
+    let fail = |detail: String| Check {
+        name: "composefs artifact".into(),
+        ok: false,
+        detail,
+    };
+    let (found, how) = match source.referrers(subject, ARTIFACT_TYPE) {
+        Ok(f) => f,
+        Err(e) => return vec![fail(format!("looking for referrers: {e}"))],
+    };
+    for desc in found {
+        let place = format!("artifact {}", desc.digest);
+        let parsed = source
+            .manifest(&desc)
+            .map_err(|e| e.to_string())
+            .and_then(|doc| artifact::parse(&doc.json));
+        let parsed = match parsed {
+            Ok(p) if p.subject == subject => p,
+            Ok(p) => {
+                out.push(fail(format!(
+                    "{place}: its subject is {}, not {subject}",
+                    p.subject
+                )));
+                continue;
+            }
+            Err(e) => {
+                out.push(fail(format!("{place}: {e}")));
+                continue;
+            }
+        };
+        let roles: Vec<Role> = parsed.entries.iter().map(|e| e.0).collect();
+        // The spec: signatures of the merged EROFS come with the manifest's and config's.
+        let complete = roles.contains(&Role::Manifest) && roles.contains(&Role::Config);
+        out.push(Check {
+            name: "composefs artifact".into(),
+            ok: complete,
+            detail: format!(
+                "{place} ({how}): {}{}",
+                roles
+                    .iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if complete {
+                    ""
+                } else {
+                    "; the spec requires manifest and config signatures"
+                }
+            ),
+        });
+        for (role, digest, layer) in parsed.entries {
+            let sig = source.read_blob(&layer).map_err(|e| e.to_string());
+            claims.claims.push(Claim {
+                role,
+                place: place.clone(),
+                layer: None,
+                digest: Some(digest),
+                signature: Some(sig),
+            });
+        }
+    }
+    out
 }
 
 /// What was recomputed; None where it could not be (the reason says why).

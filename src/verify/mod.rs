@@ -79,7 +79,9 @@ pub fn verify(
         .with(SECUREBOOT_PAYLOADS)
         .with(bootc_paths::UKI_ADDONS)
         .with(bootc_paths::GLOBAL_ADDONS);
-    let claims = composefs::Claims::inline(&image.manifest.json);
+    let mut claims = composefs::Claims::inline(&image.manifest.json);
+    let artifact_checks =
+        composefs::discover(source.as_ref(), &image.manifest_digest(), &mut claims);
     // The spec's EROFS keys name format V1: layer and merged digests are recomputed as V1.
     let v1 = policy.erofs_version == ErofsVersion::V1;
     let opts = DigestOptions {
@@ -234,6 +236,7 @@ pub fn verify(
         }
     }
     checks.extend(addon_checks);
+    checks.extend(artifact_checks);
     checks.extend(composefs_checks);
     // Enrollment payloads (`seal --enroll-keys`): checked whether or not --cert is given.
     let bootloaders: Vec<(String, Vec<u8>)> = captured

@@ -331,9 +331,19 @@ pub fn retagged(
 
 /// `bootseal verify --json --cert CERT IMAGE`: (exit success, checks by name → (ok, detail)).
 pub fn verify_checks(image: &str, cert: &Path) -> (bool, Vec<(String, bool, String)>) {
+    verify_checks_with(image, cert, &[])
+}
+
+/// [`verify_checks`] with more flags (registry options).
+pub fn verify_checks_with(
+    image: &str,
+    cert: &Path,
+    flags: &[&str],
+) -> (bool, Vec<(String, bool, String)>) {
     let o = common::bootseal()
         .args(["verify", "--json", "--cert"])
         .arg(cert)
+        .args(flags)
         .arg(image)
         .output()
         .unwrap();

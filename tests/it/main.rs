@@ -9,6 +9,7 @@ mod build_uki_from_flags;
 mod cli_docs;
 mod cmdline_compat;
 mod cmdline_security;
+mod composefs_artifact;
 mod composefs_meta;
 mod demo;
 mod demo_prerequisites;

@@ -1,0 +1,214 @@
+//! `--composefs-sign artifact`: the composefs metadata referrer of the sealing spec
+//! (composefs-oci 0.9.0 `sealing_spec.rs`), pushed after the sealed manifest; in the test
+//! registry (distribution 2.8, no referrers API) through the referrers tag schema, in OCI
+//! layouts as an `index.json` entry. Its signatures are `fsverity sign`'s bytes, `verify`
+//! discovers it, and `sync` neither duplicates nor re-uploads it.
+
+use crate::common;
+use crate::composefs_meta::{fsverity_sign, verify_checks_with};
+
+use common::image_builder::{BuiltImage, E};
+use common::registry::{Registry, Variant};
+use common::sync_repo::{
+    access_log_len, manifest_digest, outcomes, push_bootc, sync_cmd, writes_since,
+};
+use common::{keypair, require_tool, run_ok, scratch};
+use serde_json::Value;
+use std::process::Command;
+
+const ARTIFACT_TYPE: &str = "application/vnd.composefs.metadata.v1";
+const SIG_TYPE: &str = "application/vnd.composefs.signature.v1+pkcs7";
+
+fn raw(reg: &Registry, repo_ref: &str) -> Option<Vec<u8>> {
+    reg.raw_manifest(repo_ref)
+}
+
+fn blob(reg: &Registry, repo: &str, digest: &str) -> Vec<u8> {
+    run_ok(Command::new("curl").args([
+        "-sf",
+        &format!("http://{}/v2/{repo}/blobs/{digest}", reg.host),
+    ]))
+    .stdout
+}
+
+/// The referrers index the tag schema keeps for `subject` in `repo`.
+fn referrers_index(reg: &Registry, repo: &str, subject: &str) -> Option<Value> {
+    raw(reg, &format!("{repo}:{}", subject.replacen(':', "-", 1)))
+        .map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+#[test]
+fn artifact_in_registry_by_tag_schema_verified_and_synced_idempotently() {
+    require_tool("fsverity");
+    require_tool("curl");
+    let tmp = scratch();
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    push_bootc(&reg, tmp.path(), "os/base:1", Vec::new());
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["--composefs-sign", "artifact"];
+        args.extend(extra);
+        let out = sync_cmd(&reg.image("os/base"), &reg.image("os/sealed"), &keys, &args)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outcomes(&out)
+    };
+    assert!(sync(&[])["1"].starts_with("sealed"));
+    let subject = manifest_digest(&reg, "os/sealed:1");
+    let subject_bytes = raw(&reg, "os/sealed:1").unwrap();
+
+    // The tag schema's index lists the artifact once; the artifact has the spec's shape.
+    let index = referrers_index(&reg, "os/sealed", &subject).expect("referrers tag");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["artifactType"], ARTIFACT_TYPE);
+    let artifact_digest = entries[0]["digest"].as_str().unwrap().to_owned();
+    let a: Value =
+        serde_json::from_slice(&raw(&reg, &format!("os/sealed@{artifact_digest}")).unwrap())
+            .unwrap();
+    assert_eq!(a["artifactType"], ARTIFACT_TYPE);
+    assert_eq!(
+        a["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(
+        a["config"]["digest"],
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+    assert_eq!(a["subject"]["digest"], subject.as_str());
+    assert_eq!(a["subject"]["size"], subject_bytes.len());
+    let layers = a["layers"].as_array().unwrap();
+    let keys_in_order: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            assert_eq!(l["mediaType"], SIG_TYPE);
+            l["annotations"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .next()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        keys_in_order,
+        [
+            "composefs.manifest.fsverity-sha512-12",
+            "composefs.config.fsverity-sha512-12",
+            "composefs.merged.erofs.v1.fsverity-sha512-12",
+            "composefs.merged.bootable.erofs.v1.fsverity-sha512-12",
+        ]
+    );
+    // The manifest signature is `fsverity sign` of the sealed manifest's bytes as stored.
+    let manifest_file = tmp.path().join("sealed-manifest.json");
+    std::fs::write(&manifest_file, &subject_bytes).unwrap();
+    let sig = blob(&reg, "os/sealed", layers[0]["digest"].as_str().unwrap());
+    assert_eq!(sig, fsverity_sign(&manifest_file, &keys));
+    let m: Value = serde_json::from_slice(&subject_bytes).unwrap();
+    assert!(
+        !m["annotations"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.ends_with(".sig")),
+        "artifact mode leaves the inline annotations unsigned"
+    );
+
+    // verify discovers it through the tag schema and checks every signature.
+    let image = reg.image("os/sealed:1");
+    let flags = ["--tls-verify=false"];
+    let (ok, checks) = verify_checks_with(&image, &keys.cert, &flags);
+    assert!(ok, "{checks:?}");
+    for name in [
+        "composefs artifact",
+        "composefs manifest signature",
+        "composefs config signature",
+        "composefs merged signature",
+        "composefs merged.bootable signature",
+    ] {
+        assert!(
+            checks.iter().any(|c| c.0 == name && c.1),
+            "{name}: {checks:?}"
+        );
+    }
+    assert!(checks.iter().any(|c| c.2.contains("referrers tag sha256-")));
+
+    // A rerun writes nothing: no upload, no duplicate referrer.
+    let mark = access_log_len(&reg);
+    assert!(sync(&[])["1"].starts_with("unchanged"));
+    assert_eq!(writes_since(&reg, mark), Vec::<String>::new());
+    let again = referrers_index(&reg, "os/sealed", &subject).unwrap();
+    assert_eq!(again["manifests"].as_array().unwrap().len(), 1);
+
+    // A moved tag gets a new artifact for its new manifest.
+    push_bootc(
+        &reg,
+        tmp.path(),
+        "os/base:1",
+        vec![E::file("etc/moved", "yes")],
+    );
+    assert!(sync(&[])["1"].starts_with("sealed"));
+    let moved = manifest_digest(&reg, "os/sealed:1");
+    assert_ne!(moved, subject);
+    let index = referrers_index(&reg, "os/sealed", &moved).expect("new referrers tag");
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_ne!(index["manifests"][0]["digest"], artifact_digest.as_str());
+    let (ok, checks) = verify_checks_with(&image, &keys.cert, &flags);
+    assert!(ok, "{checks:?}");
+
+    // Mirrored into an OCI layout: the artifact is an index.json entry; verify finds it
+    // there; a rerun adds nothing.
+    let layout = tmp.path().join("mirror");
+    let to = format!("oci:{}", layout.display());
+    let mirror = || {
+        let out = sync_cmd(
+            &reg.image("os/base"),
+            &to,
+            &keys,
+            &["--composefs-sign", "artifact"],
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outcomes(&out)
+    };
+    assert!(mirror()["1"].starts_with("sealed"));
+    let index_json = || -> Value {
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap()
+    };
+    let artifacts = |v: &Value| {
+        v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["artifactType"] == ARTIFACT_TYPE)
+            .count()
+    };
+    assert_eq!(artifacts(&index_json()), 1);
+    let sealed = BuiltImage::load(&layout, "1");
+    assert_eq!(
+        sealed.manifest_digest, moved,
+        "the mirror is the same sealed image"
+    );
+    let (ok, checks) = verify_checks_with(&format!("{to}:1"), &keys.cert, &[]);
+    assert!(ok, "{checks:?}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.0 == "composefs artifact" && c.2.contains("index.json"))
+    );
+    assert!(mirror()["1"].starts_with("unchanged"));
+    assert_eq!(artifacts(&index_json()), 1);
+}
