@@ -212,3 +212,82 @@ fn artifact_in_registry_by_tag_schema_verified_and_synced_idempotently() {
     assert!(mirror()["1"].starts_with("unchanged"));
     assert_eq!(artifacts(&index_json()), 1);
 }
+
+/// composefs-rs agrees: composefs-oci 0.9.0 pulls our artifact from the layout (as an
+/// artifact, untouched), keeps it in its referrer index for our image (`add_referrer`,
+/// `list_referrers`), and serves its signature blobs back byte for byte. composefs-oci's pull
+/// does not look for referrers itself (it takes one reference), so the artifact is pulled by a
+/// tag given to it here in the layout's index.json; its layout import also selects entries by
+/// platform (ocidir `open_image_this_platform`) and a referrer's entry has none, so the entry
+/// is given the subject's `linux/amd64` too.
+#[test]
+fn composefs_oci_stores_our_artifact_as_a_referrer_of_our_image() {
+    use composefs_oci::oci_image::{add_referrer, list_referrers};
+    let tmp = scratch();
+    let built = common::bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let out = tmp.path().join("out");
+    run_ok(
+        common::seal_cmd(
+            &built.image.oci_ref(),
+            &format!("oci:{}:sealed", out.display()),
+            &keys,
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["--composefs-sign", "artifact"]),
+    );
+    let index_path = out.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["artifactType"] == ARTIFACT_TYPE)
+        .expect("the artifact's index.json entry");
+    let artifact_digest = entry["digest"].as_str().unwrap().to_owned();
+    entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "artifact"});
+    entry["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let sealed = BuiltImage::load(&out, "sealed");
+    let pulled = common::reference::pull(&sealed).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (artifact, _) = rt
+        .block_on(composefs_oci::pull_image(
+            &pulled.repo,
+            &format!("oci:{}:artifact", out.display()),
+            None,
+            None,
+            std::sync::Arc::new(composefs_oci::NullReporter),
+        ))
+        .unwrap();
+    assert_eq!(artifact.manifest_digest.to_string(), artifact_digest);
+    let subject: composefs_oci::OciDigest = sealed.manifest_digest.parse().unwrap();
+    add_referrer(&pulled.repo, &subject, &artifact.manifest_digest).unwrap();
+    let listed = list_referrers(&pulled.repo, &subject).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0.to_string(), artifact_digest);
+
+    let a: Value = serde_json::from_slice(
+        &std::fs::read(crate::composefs_meta::blob_path(&out, &artifact_digest)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(a["subject"]["digest"], sealed.manifest_digest.as_str());
+    for layer in a["layers"].as_array().unwrap() {
+        let d = layer["digest"].as_str().unwrap();
+        // Non-tar layers are stored as objects behind an `oci-layer-<digest>` splitstream
+        // (composefs-oci 0.9.0 `oci_layout::import_layer_from_file`).
+        let mut theirs = Vec::new();
+        pulled
+            .repo
+            .open_stream(&format!("oci-layer-{d}"), None, None)
+            .unwrap()
+            .cat(&pulled.repo, &mut theirs)
+            .unwrap();
+        let ours = std::fs::read(crate::composefs_meta::blob_path(&out, d)).unwrap();
+        assert_eq!(theirs, ours, "{d}");
+    }
+}
