@@ -10,6 +10,7 @@ mod cli_docs;
 mod cmdline_compat;
 mod cmdline_security;
 mod composefs_artifact;
+mod composefs_kernel;
 mod composefs_meta;
 mod demo;
 mod demo_prerequisites;
