@@ -189,6 +189,40 @@ fn inline_digests_and_signatures_match_composefs_oci_and_fsverity_utils() {
     );
     assert!(m.get("composefs.manifest.fsverity-sha512-12").is_none());
 
+    // The spec's "Inline signatures example" shape: digest and `.sig` on the config
+    // descriptor, merged (and merged.bootable) with theirs at the top level, digests alone on
+    // layer descriptors, no manifest key.
+    let composefs_keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| k.starts_with("composefs."))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        composefs_keys(ann),
+        [
+            BOOTABLE.to_string(),
+            format!("{BOOTABLE}.sig"),
+            MERGED.to_string(),
+            format!("{MERGED}.sig"),
+        ]
+    );
+    assert_eq!(
+        composefs_keys(cfg),
+        [CONFIG.to_owned(), format!("{CONFIG}.sig")]
+    );
+    assert_eq!(
+        composefs_keys(&m["layers"][0]["annotations"]),
+        [LAYER.to_owned()]
+    );
+
     // Layer digests: composefs-oci's digest of an image made of that layer alone; a layer
     // that is no tree of its own there (no /usr, or entries whose parents only a lower layer
     // has) gets none, and composefs-oci refuses it too.

@@ -12,6 +12,7 @@ mod cmdline_security;
 mod composefs_artifact;
 mod composefs_kernel;
 mod composefs_meta;
+mod composefs_signers;
 mod demo;
 mod demo_prerequisites;
 mod deploy_docs;
