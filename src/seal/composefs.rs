@@ -7,6 +7,7 @@ use super::{SealError, SealOptions};
 use crate::composefs_meta::artifact::{self, Artifact};
 use crate::composefs_meta::{Role, SignMode, inline, signature, verity_hex};
 use crate::digest::{ErofsVersion, PlainTree};
+use crate::layer_writer::LayerContents;
 use crate::manifest::DOCKER_MANIFEST;
 use crate::signer::CertifiedSigner;
 use crate::source::ResolvedImage;
@@ -77,13 +78,12 @@ pub(super) struct Edits {
 }
 
 /// The digests of the sealed image: `merged` from `plain` (the base tree) plus the final
-/// `layer_tar`, `merged.bootable` = `bootable_hex`, each layer's own when asked for.
+/// `layer`, `merged.bootable` = `bootable_hex`, each layer's own when asked for.
 pub(super) fn digests(
     opts: &SealOptions,
     base: &ResolvedImage,
-    plain: Option<PlainTree>,
-    base_layer_digests: Vec<Result<String, String>>,
-    layer_tar: &[u8],
+    (plain, base_layer_digests): (Option<PlainTree>, Vec<Result<String, String>>),
+    layer: &LayerContents,
     new_layer_blob: &str,
     bootable_hex: &str,
 ) -> Result<Digests, SealError> {
@@ -94,6 +94,11 @@ pub(super) fn digests(
             layers: Vec::new(),
         });
     }
+    let layer_tar = layer.tar_bytes().map_err(|e| SealError::Image {
+        image: base.name.clone(),
+        message: format!("the new layer: {e}"),
+    })?;
+    let layer_tar = layer_tar.as_slice();
     let merged = match plain {
         Some(mut tree) => {
             tree.apply_tar(layer_tar)?;

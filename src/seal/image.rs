@@ -347,20 +347,14 @@ pub fn seal_image(
         platform: None,
         annotations: None,
     };
-    let layer_tar = match super::composefs::erofs_digests(opts, &base) {
-        true => layer.tar_bytes().map_err(|e| err(e.to_string()))?,
-        false => Vec::new(),
-    };
     let digests = super::composefs::digests(
         opts,
         &base,
-        plain,
-        layer_digests,
-        &layer_tar,
+        (plain, layer_digests),
+        &layer,
         &written.digest,
         &digest_hex,
     )?;
-    drop(layer_tar);
     let composefs = super::composefs::edits(opts, &base, &digests).map_err(err)?;
     warnings.extend(composefs.warnings);
     let history = HistoryEntry {
