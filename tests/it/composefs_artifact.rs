@@ -291,3 +291,53 @@ fn composefs_oci_stores_our_artifact_as_a_referrer_of_our_image() {
         assert_eq!(theirs, ours, "{d}");
     }
 }
+
+/// A multi-platform index: the sealed platform's manifest gets its artifact (its subject is
+/// that manifest, written before the index is tagged); the platform left as it was gets none.
+#[test]
+fn a_sealed_index_platform_gets_its_own_artifact() {
+    let tmp = scratch();
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    common::sync_repo::push_multi(&reg, tmp.path(), "os/multi:1");
+    run_ok(
+        common::seal_cmd(
+            &reg.image("os/multi:1"),
+            &reg.image("os/multi-sealed:1"),
+            &keys,
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args([
+            "--quiet",
+            "--tls-verify=false",
+            "--composefs-sign",
+            "artifact",
+        ]),
+    );
+    let index: Value = serde_json::from_slice(&raw(&reg, "os/multi-sealed:1").unwrap()).unwrap();
+    let by_arch = |arch: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let amd = referrers_index(&reg, "os/multi-sealed", &by_arch("amd64")).expect("amd64 referrers");
+    assert_eq!(amd["manifests"].as_array().unwrap().len(), 1);
+    assert!(referrers_index(&reg, "os/multi-sealed", &by_arch("arm64")).is_none());
+    let (ok, checks) = verify_checks_with(
+        &reg.image("os/multi-sealed:1"),
+        &keys.cert,
+        &["--tls-verify=false"],
+    );
+    assert!(ok, "{checks:?}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.0 == "composefs manifest signature" && c.1)
+    );
+}
