@@ -341,3 +341,87 @@ fn a_sealed_index_platform_gets_its_own_artifact() {
             .any(|c| c.0 == "composefs manifest signature" && c.1)
     );
 }
+
+/// A registry that serves the OCI 1.1 referrers API (simulated in front of the test
+/// registry, which does not: the fault proxy answers `GET /v2/…/referrers/…`): the artifact is
+/// pushed by digest and found through the API, no `sha256-<hex>` tag is written, and `verify`
+/// finds it through the API with the `artifactType` filter.
+#[test]
+fn a_registry_serving_the_referrers_api_gets_no_tag_schema() {
+    use common::fault_proxy::{Fault, FaultProxy, Rule};
+    let tmp = scratch();
+    let keys = keypair(tmp.path(), "db", 2048);
+    let reg = Registry::start(Variant::Plain);
+    push_bootc(&reg, tmp.path(), "os/base:1", Vec::new());
+    let proxy = FaultProxy::start(&reg.host);
+    let index = |manifests: Value| Fault::Respond {
+        status: 200,
+        content_type: "application/vnd.oci.image.index.v1+json".into(),
+        body: serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }))
+        .unwrap(),
+    };
+    proxy.set_rules(vec![Rule::new(
+        "GET",
+        "/referrers/",
+        index(serde_json::json!([])),
+        usize::MAX,
+    )]);
+    let out = run_ok(
+        common::seal_cmd(
+            &format!("docker://{}/os/base:1", proxy.host),
+            &format!("docker://{}/os/sealed:1", proxy.host),
+            &keys,
+        )
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["--json", "--quiet", "--tls-verify=false"])
+        .args(["--composefs-sign", "artifact"]),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let how = report["platforms"][0]["composefs_artifact"]
+        .as_str()
+        .unwrap();
+    assert!(how.ends_with("(referrers API)"), "{how}");
+    assert!(!proxy.injected().is_empty());
+    let subject = manifest_digest(&reg, "os/sealed:1");
+    assert!(
+        referrers_index(&reg, "os/sealed", &subject).is_none(),
+        "no tag schema where the API is served"
+    );
+    let artifact = how.split_whitespace().next().unwrap().to_owned();
+    let size = raw(&reg, &format!("os/sealed@{artifact}")).unwrap().len();
+    proxy.set_rules(vec![Rule::new(
+        "GET",
+        "/referrers/",
+        index(serde_json::json!([{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": artifact, "size": size, "artifactType": ARTIFACT_TYPE,
+        }])),
+        usize::MAX,
+    )]);
+    proxy.clear_log();
+    let (ok, checks) = verify_checks_with(
+        &format!("docker://{}/os/sealed:1", proxy.host),
+        &keys.cert,
+        &["--tls-verify=false"],
+    );
+    assert!(ok, "{checks:?}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.0 == "composefs artifact" && c.2.contains("(referrers API)")),
+        "{checks:?}"
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET ")
+                && r.contains(&format!("/referrers/{subject}?artifactType="))),
+        "{:?}",
+        proxy.requests()
+    );
+}
