@@ -80,9 +80,7 @@ impl RegistrySink {
         }
         Ok(())
     }
-}
 
-impl RegistrySink {
     /// Refuses `doc` unless everything it names is present.
     fn check_referenced(&self, doc: &Document) -> Result<(), SinkError> {
         for blob in referenced_blobs(doc).map_err(SinkError)? {
