@@ -128,7 +128,7 @@ impl RegistryClient {
     }
 
     /// `GET /v2/NAME/referrers/DIGEST?artifactType=T` (distribution-spec 1.1): the referrers
-    /// index, or None when the registry does not serve the API (404).
+    /// index (its first page), or None when the registry does not serve the API.
     pub fn referrers(
         &self,
         repository: &str,
@@ -142,8 +142,10 @@ impl RegistryClient {
         let what = format!("GET referrers of {repository}@{digest}");
         let scope = pull_scope(repository);
         let response = self.send(&what, &scope, &mut |c| c.get(&url))?;
-        let response = self.expect(&what, response, &[200, 404])?;
-        if response.status() == 404 {
+        // 404 is the spec's "not served"; registries that predate the endpoint also answer
+        // 400, 405 or 501 for an unknown route.
+        let response = self.expect(&what, response, &[200, 400, 404, 405, 501])?;
+        if response.status() != 200 {
             return Ok(None);
         }
         let body = response
