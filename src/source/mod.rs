@@ -66,8 +66,8 @@ pub trait ImageSource: Send + Sync {
 
     /// The referrers of manifest `subject` whose `artifactType` is `artifact_type`, as
     /// descriptors of their manifests, and where they were found. Registries: the OCI 1.1
-    /// referrers API, else the referrers tag schema (`sha256-<hex>`); layouts: untagged
-    /// `index.json` entries of that type; archives list none.
+    /// referrers API, else the referrers tag schema (`sha256-<hex>`); layouts and archives:
+    /// `index.json` entries of that type whose manifest names the subject.
     fn referrers(
         &self,
         subject: &str,

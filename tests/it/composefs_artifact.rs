@@ -425,3 +425,30 @@ fn a_registry_serving_the_referrers_api_gets_no_tag_schema() {
         proxy.requests()
     );
 }
+
+/// An `oci-archive:` destination keeps the artifact in its index.json, where `verify` finds it.
+#[test]
+fn an_oci_archive_carries_the_artifact() {
+    let tmp = scratch();
+    let built = common::bootc_image::build(tmp.path(), "base");
+    let keys = keypair(tmp.path(), "db", 2048);
+    let archive = format!("oci-archive:{}:s", tmp.path().join("sealed.tar").display());
+    run_ok(
+        common::seal_cmd(&built.image.oci_ref(), &archive, &keys)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["--composefs-sign", "artifact"]),
+    );
+    let (ok, checks) = verify_checks_with(&archive, &keys.cert, &[]);
+    assert!(ok, "{checks:?}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.0 == "composefs artifact" && c.1 && c.2.contains("(index.json)")),
+        "{checks:?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.0 == "composefs manifest signature" && c.1)
+    );
+}
