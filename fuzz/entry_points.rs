@@ -158,10 +158,14 @@ pub fn manifest_json(data: &[u8]) {
         }
         Err(e) => one_line("manifest", e),
     }
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data)
-        && let Err(e) = config_diff_ids(&value)
-    {
-        one_line("diff_ids", e);
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        if let Err(e) = config_diff_ids(&value) {
+            one_line("diff_ids", e);
+        }
+        // A composefs metadata referrer, as `verify` reads one from a registry.
+        if let Err(e) = bootseal::composefs_meta::artifact::parse(&value) {
+            one_line("composefs artifact", e);
+        }
     }
     if let Ok(text) = std::str::from_utf8(data)
         && let Err(e) = Platform::parse(text)

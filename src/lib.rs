@@ -12,6 +12,7 @@ pub mod bootc_paths;
 pub mod cert_chain;
 pub mod civil_time;
 pub mod cmdline;
+pub mod composefs_meta;
 pub mod compression;
 pub mod content_digest;
 pub mod diff;

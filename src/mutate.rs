@@ -37,6 +37,28 @@ pub struct Edits<'a> {
     pub history: &'a HistoryEntry,
     pub labels: &'a [(String, String)],
     pub annotations: &'a [(String, String)],
+    /// The config descriptor's annotations, from the new config's exact bytes (composefs
+    /// metadata: its fs-verity digest); OCI manifests only.
+    pub config_annotations: &'a ConfigAnnotations<'a>,
+    /// Annotations for layer `i` of the new manifest (the base's, then the new one), set on
+    /// its descriptor; shorter than the layers: the rest get none. OCI manifests only.
+    pub layer_annotations: &'a [Vec<(String, String)>],
+}
+
+/// The config descriptor's annotations for the config's exact bytes.
+pub type ConfigAnnotations<'a> = dyn Fn(&[u8]) -> Result<Vec<(String, String)>, String> + 'a;
+
+/// Keys of the composefs sealing metadata (composefs-oci 0.9.0 `sealing_spec.rs`): a base's
+/// values describe the base, not its sealed successor, so they are not carried over.
+const COMPOSEFS_PREFIX: &str = "composefs.";
+
+fn annotation_map(pairs: &[(String, String)]) -> Option<Map<String, Value>> {
+    (!pairs.is_empty()).then(|| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    })
 }
 
 /// `base` with `layer` (whose uncompressed digest is `diff_id`) appended: the pure edit of
@@ -51,19 +73,34 @@ pub fn append_layer(
 ) -> Result<NewImage, String> {
     let config = config_with_layer(&base.config, diff_id, edits.history, edits.labels)?;
     let config_bytes = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
+    let is_docker = base.manifest.media_type == DOCKER_MANIFEST;
     let config_descriptor = Descriptor {
         media_type: base.config_descriptor.media_type.clone(),
         digest: sha256_digest(&config_bytes),
         size: config_bytes.len() as u64,
         platform: None,
-        annotations: None,
+        annotations: match is_docker {
+            true => None,
+            false => annotation_map(&(edits.config_annotations)(&config_bytes)?),
+        },
     };
-    let manifest = manifest_with_layer(
+    let base_count = base.layers.len();
+    let mut layer = layer;
+    if let Some(own) = edits.layer_annotations.get(base_count) {
+        layer.annotations = annotation_map(own);
+    }
+    let mut manifest = manifest_with_layer(
         &base.manifest.json,
         &config_descriptor,
         &layer,
         edits.annotations,
     )?;
+    if !is_docker {
+        annotate_layers(
+            &mut manifest,
+            &edits.layer_annotations[..base_count.min(edits.layer_annotations.len())],
+        )?;
+    }
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     let manifest_descriptor = Descriptor {
         media_type: base.manifest.media_type.clone(),
@@ -145,8 +182,48 @@ pub fn config_with_layer(
     Ok(c)
 }
 
-/// The manifest with a new config descriptor, `layer` appended, and (OCI only, Docker schema2
-/// has no annotations) `annotations` set.
+/// Sets `annotations[i]` on the manifest's layer `i` (added to any it has).
+fn annotate_layers(
+    manifest: &mut Value,
+    annotations: &[Vec<(String, String)>],
+) -> Result<(), String> {
+    let layers = manifest
+        .get_mut("layers")
+        .and_then(Value::as_array_mut)
+        .ok_or("manifest has no layers")?;
+    for (layer, pairs) in layers.iter_mut().zip(annotations) {
+        if pairs.is_empty() {
+            continue;
+        }
+        let ann = layer
+            .as_object_mut()
+            .ok_or("manifest layer is not a JSON object")?
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or("manifest layer annotations is not an object")?;
+        for (k, v) in pairs {
+            ann.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Drops the composefs sealing keys from an annotations object (and the object when that
+/// empties it).
+fn drop_composefs_keys(obj: &mut Map<String, Value>) {
+    if let Some(Value::Object(ann)) = obj.get_mut("annotations") {
+        ann.retain(|k, _| !k.starts_with(COMPOSEFS_PREFIX));
+        if ann.is_empty() {
+            obj.remove("annotations");
+        }
+    }
+}
+
+/// The manifest with a new config descriptor (with its annotations), `layer` appended (with
+/// its annotations), and (OCI only, Docker schema2 has no annotations) `annotations` set. The
+/// base's composefs sealing annotations of the manifest and config are dropped: they describe
+/// the base (its layers' own stay, a layer does not change by being built upon).
 pub fn manifest_with_layer(
     manifest: &Value,
     config: &Descriptor,
@@ -163,10 +240,25 @@ pub fn manifest_with_layer(
     cfg.insert("mediaType".into(), json!(config.media_type));
     cfg.insert("digest".into(), json!(config.digest));
     cfg.insert("size".into(), json!(config.size));
+    drop_composefs_keys(cfg);
+    if let (Some(ann), false) = (&config.annotations, is_docker) {
+        let cfg_ann = cfg
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or("manifest config annotations is not an object")?;
+        cfg_ann.extend(ann.clone());
+    }
+    let mut new_layer =
+        json!({"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size});
+    if let (Some(ann), false) = (&layer.annotations, is_docker) {
+        new_layer["annotations"] = Value::Object(ann.clone());
+    }
     obj.get_mut("layers")
         .and_then(Value::as_array_mut)
         .ok_or("manifest has no layers")?
-        .push(json!({"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}));
+        .push(new_layer);
+    drop_composefs_keys(obj);
     if !is_docker && !annotations.is_empty() {
         let ann = obj
             .entry("annotations")

@@ -58,6 +58,8 @@ pub fn build(
     certificates.extend(signer.extra_certificates().iter().cloned());
     let signed_data = cms_build::signed_data(cms_build::Signed {
         certificates: &certificates,
+        embed_certificates: true,
+        digest_alg: cms_build::SHA256,
         content_type: SPC_INDIRECT_DATA,
         content: Some(econtent),
         signed_attrs: Some(signed_attrs),

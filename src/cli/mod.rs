@@ -3,6 +3,7 @@
 mod build_addon;
 pub mod build_uki;
 mod completions;
+mod composefs_meta;
 mod diff;
 mod digest;
 mod enroll;

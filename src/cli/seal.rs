@@ -100,6 +100,8 @@ pub struct SealFlags {
     format: DigestFormatArgs,
     #[command(flatten)]
     composefs: ComposefsArgArgs,
+    #[command(flatten)]
+    composefs_meta: super::composefs_meta::ComposefsMetaArgs,
     /// No progress output
     #[arg(long, short)]
     pub quiet: bool,
@@ -215,6 +217,7 @@ impl SealFlags {
             dumpfile: !args.no_dumpfile,
             addons: args.addons()?,
             addon_scope: args.addon_scope,
+            composefs: args.composefs_meta.options(&key_opts, offline.is_some())?,
         })
     }
 }

@@ -16,6 +16,9 @@ pub struct Args {
     /// Certificate the UKI and systemd-boot must be signed with
     #[arg(long)]
     cert: Option<PathBuf>,
+    /// Certificate the composefs fs-verity signatures must be made with (default: --cert)
+    #[arg(long)]
+    composefs_cert: Option<PathBuf>,
     #[arg(long, default_value = "linux/amd64", value_parser = parse_platform)]
     platform: Platform,
     #[command(flatten)]
@@ -45,6 +48,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         erofs_version: args.format.erofs_version,
         compat: args.format.composefs_compat,
         allow_missing_verity: args.allow_missing_verity,
+        composefs_cert: args
+            .composefs_cert
+            .as_deref()
+            .map(super::read_certificate)
+            .transpose()?,
     };
     let verdict = verify_image(
         &image,

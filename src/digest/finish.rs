@@ -39,7 +39,7 @@ pub(crate) struct Finished {
 /// test or tokio thread there too), so 64 MiB leaves a tenfold margin whatever thread the
 /// caller is on (`tests/it/digest_hostile.rs` runs it from a 2 MiB test thread). Only the pages
 /// actually touched are committed.
-const FINISH_STACK: usize = 64 << 20;
+pub(super) const FINISH_STACK: usize = 64 << 20;
 
 /// Runs [`finish`] on a thread of its own with [`FINISH_STACK`], so the depth it can handle
 /// does not depend on the caller's thread (test threads and tokio workers have 2 MiB).
@@ -203,7 +203,7 @@ const XATTR_VALUE_MAX: usize = u16::MAX as usize;
 /// Refuses xattrs the EROFS image cannot hold. Checked after the transforms because only
 /// what survives them (`security.capability` from the layers, `security.selinux` from the
 /// image's policy) is written; an oversized `user.*` attribute that is stripped is harmless.
-fn check_xattr_sizes(fs: &FileSystem<ObjectId>) -> Result<(), String> {
+pub(super) fn check_xattr_sizes(fs: &FileSystem<ObjectId>) -> Result<(), String> {
     let problem = |stat: &composefs::tree::Stat| -> Option<String> {
         stat.xattrs.iter().find_map(|(name, value)| {
             let shown = name.to_string_lossy();

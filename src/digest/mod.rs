@@ -11,9 +11,11 @@ mod finish;
 mod image;
 mod layer_cache;
 mod pipeline;
+mod plain;
 
 pub use image::{layer_inputs, of_image};
 pub use layer_cache::{DEFAULT_BUDGET, LayerCache};
+pub use plain::{PlainTree, layer_digest_of_tar};
 
 use std::io::Read;
 use std::sync::Arc;
@@ -144,6 +146,9 @@ pub struct DigestOptions {
     pub parallelism: Option<usize>,
     /// Parsed layers shared with other digests of the same run (`sync`).
     pub layer_cache: Option<Arc<LayerCache>>,
+    /// Also compute each layer's own `layer` digest (composefs OCI sealing spec;
+    /// [`DigestReport::layer_digests`]).
+    pub layer_digests: bool,
 }
 
 /// Wall-clock time per phase.
@@ -177,6 +182,10 @@ pub struct DigestReport {
     pub captured: CapturedFiles,
     pub erofs: Option<Vec<u8>>,
     pub dumpfile: Option<String>,
+    /// With [`DigestOptions::layer_digests`]: each of the image's layers' own digest, in layer
+    /// order (not those applied with [`Ingested::apply_tar`]: see [`layer_digest_of_tar`]);
+    /// Err says why a layer has no tree of its own.
+    pub layer_digests: Vec<Result<String, String>>,
 }
 
 impl DigestReport {
@@ -286,6 +295,7 @@ pub fn ingest(
         &capture,
         parallelism,
         opts.layer_cache.as_deref(),
+        opts.layer_digests.then_some(opts.erofs_version),
     )?;
     Ok(Ingested {
         image: image_name.to_string(),
@@ -336,6 +346,7 @@ impl Ingested {
             uncompressed_bytes,
             external_files,
             external_bytes,
+            layer_digests,
         } = self.built;
         let finished = finish::finish_on_own_stack(tree, opts)
             .map_err(|message| DigestError::image(&self.image, message))?;
@@ -356,6 +367,7 @@ impl Ingested {
             captured: finished.captured,
             erofs: finished.erofs,
             dumpfile: finished.dumpfile,
+            layer_digests,
         })
     }
 }

@@ -24,11 +24,28 @@ pub(crate) struct BuiltTree {
     pub uncompressed_bytes: u64,
     pub external_files: u64,
     pub external_bytes: u64,
+    /// Each layer's own `layer` digest (see [`super::plain::layer_digest`]) in layer order,
+    /// when asked for; Err says why a layer has none.
+    pub layer_digests: Vec<Result<String, String>>,
 }
 
 struct LayerResult {
     parsed: ParsedLayer,
     compressed_bytes: u64,
+    own_digest: Option<Result<String, String>>,
+}
+
+/// Which `layer` digests to compute while layers are parsed: None for none.
+pub(crate) type LayerDigests = Option<super::ErofsVersion>;
+
+fn with_own_digest(mut result: LayerResult, layer_digests: LayerDigests) -> LayerResult {
+    if let Some(version) = layer_digests {
+        result.own_digest = Some(super::plain::layer_digest(
+            result.parsed.duplicate(),
+            version,
+        ));
+    }
+    result
 }
 
 fn process_layer(
@@ -48,6 +65,7 @@ fn process_layer(
     Ok(LayerResult {
         parsed,
         compressed_bytes: stream.compressed_bytes(),
+        own_digest: None,
     })
 }
 
@@ -68,6 +86,7 @@ fn cached_or_processed(
             return Ok(LayerResult {
                 parsed,
                 compressed_bytes: 0,
+                own_digest: None,
             });
         }
         Lookup::Miss(claim) => claim,
@@ -84,6 +103,7 @@ pub(crate) fn build_tree(
     capture: &CaptureSet,
     parallelism: usize,
     cache: Option<&LayerCache>,
+    layer_digests: LayerDigests,
 ) -> Result<BuiltTree, DigestError> {
     let count = layers.len();
     let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
@@ -104,6 +124,7 @@ pub(crate) fn build_tree(
         uncompressed_bytes: 0,
         external_files: 0,
         external_bytes: 0,
+        layer_digests: Vec::new(),
     };
     let mut error: Option<(usize, EntryError)> = None;
     let mut ready: BTreeMap<usize, LayerResult> = BTreeMap::new();
@@ -119,6 +140,7 @@ pub(crate) fn build_tree(
                 .take()
                 .expect("each layer is taken once");
             cached_or_processed(input, capture, &cancel_flags[index], cache)
+                .map(|r| with_own_digest(r, layer_digests))
         },
         |index, result| {
             let mut flow = Flow::Continue;
@@ -141,6 +163,9 @@ pub(crate) fn build_tree(
                 built.uncompressed_bytes += r.parsed.uncompressed_bytes;
                 built.external_files += r.parsed.external_files;
                 built.external_bytes += r.parsed.external_bytes;
+                if let Some(own) = r.own_digest {
+                    built.layer_digests.push(own);
+                }
                 if let Err(e) = built.tree.apply(r.parsed) {
                     if error.as_ref().is_none_or(|(i, _)| next_to_apply < *i) {
                         error = Some((next_to_apply, e));

@@ -182,6 +182,8 @@ pub fn build(
     // sign-efi-sig-list embeds the signer's certificate alone and signs the message directly.
     let signed_data = crate::signer::cms::signed_data(crate::signer::cms::Signed {
         certificates: std::slice::from_ref(signer.certificate()),
+        embed_certificates: true,
+        digest_alg: crate::signer::cms::SHA256,
         content_type: ID_DATA,
         content: None,
         signed_attrs: None,

@@ -86,14 +86,16 @@ impl RegistryClient {
         Ok(self.expect(&what, response, &[200, 404])?.status() == 200)
     }
 
-    /// `PUT /v2/NAME/manifests/REF` with exactly `bytes`.
+    /// `PUT /v2/NAME/manifests/REF` with exactly `bytes`; the `OCI-Subject` header of the
+    /// answer, which a registry serving the referrers API sends when it indexed the
+    /// manifest's `subject` (distribution-spec 1.1 "Pushing Manifests with Subject").
     pub fn put_manifest(
         &self,
         repository: &str,
         reference: &str,
         bytes: Bytes,
         media_type: &str,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Option<String>, RegistryError> {
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let what = format!("PUT manifest {repository}:{reference}");
         let scope = push_scope(repository);
@@ -102,8 +104,54 @@ impl RegistryClient {
                 .header(CONTENT_TYPE, media_type)
                 .body(bytes.clone())
         })?;
-        self.expect(&what, response, &[200, 201, 202])?;
-        Ok(())
+        let response = self.expect(&what, response, &[200, 201, 202])?;
+        Ok(response
+            .headers()
+            .get("OCI-Subject")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned))
+    }
+
+    /// `GET /v2/NAME/manifests/REF`, None when the registry answers 404.
+    pub fn find_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        accept: &[&str],
+        scope: &str,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        if !self.has_manifest(repository, reference, accept, scope)? {
+            return Ok(None);
+        }
+        self.get_manifest(repository, reference, accept, scope)
+            .map(Some)
+    }
+
+    /// `GET /v2/NAME/referrers/DIGEST?artifactType=T` (distribution-spec 1.1): the referrers
+    /// index (its first page), or None when the registry does not serve the API.
+    pub fn referrers(
+        &self,
+        repository: &str,
+        digest: &str,
+        artifact_type: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let url = self.url(&format!(
+            "/v2/{repository}/referrers/{digest}?artifactType={}",
+            artifact_type.replace('+', "%2B")
+        ));
+        let what = format!("GET referrers of {repository}@{digest}");
+        let scope = pull_scope(repository);
+        let response = self.send(&what, &scope, &mut |c| c.get(&url))?;
+        // 404 is the spec's "not served"; registries that predate the endpoint also answer
+        // 400, 405 or 501 for an unknown route.
+        let response = self.expect(&what, response, &[200, 400, 404, 405, 501])?;
+        if response.status() != 200 {
+            return Ok(None);
+        }
+        let body = response
+            .bytes()
+            .map_err(|e| RegistryError(format!("{what}: {}", super::describe(&e))))?;
+        Ok(Some(body.to_vec()))
     }
 
     /// Every tag of a repository, asked for `page` at a time, following

@@ -61,6 +61,7 @@ impl SealOptions {
             dumpfile,
             addons,
             addon_scope,
+            composefs,
             // Not output: the per-tag base name follows the base image, which
             // `org.opencontainers.image.base.digest` already pins; parallelism, progress
             // display and the layer cache change how fast, never what.
@@ -85,6 +86,14 @@ impl SealOptions {
                 }).collect::<Vec<_>>(),
             })
         });
+        // Every composefs metadata field changes the sealed manifest (or the artifact, which
+        // `sync` must push again when the key changes).
+        let crate::composefs_meta::MetadataOptions {
+            enabled: composefs_enabled,
+            layer_digests: composefs_layer_digests,
+            sign: composefs_sign,
+            signer: composefs_signer,
+        } = composefs;
         let record = serde_json::json!({
             "bootseal": env!("CARGO_PKG_VERSION"),
             "signer_certificate": hash_of_cert(signer.as_ref().map(|s| s.certificate())),
@@ -112,6 +121,10 @@ impl SealOptions {
                     serde_json::json!({ "file": name, "sha256": hash_of(Some(bytes.as_slice())) }),
             }).collect::<Vec<_>>(),
             "addon_scope": addon_scope,
+            "composefs_metadata": composefs_enabled,
+            "composefs_layer_digests": composefs_layer_digests,
+            "composefs_sign": composefs_sign,
+            "composefs_certificate": hash_of_cert(composefs_signer.as_ref().map(|s| s.certificate())),
         });
         let bytes = serde_json::to_vec(&record).expect("JSON of plain values");
         format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -122,6 +135,7 @@ impl SealOptions {
 mod tests {
     use super::*;
     use crate::cmdline::ArgForm;
+    use crate::composefs_meta::SignMode;
     use crate::compression::Compression;
     use crate::digest::{ComposefsCompat, ErofsVersion};
     use crate::efi_keys::Enrollment;
@@ -216,6 +230,26 @@ mod tests {
             (
                 "addon_scope",
                 with(|o| o.addon_scope = super::super::AddonScope::Global),
+            ),
+            (
+                "no composefs metadata",
+                with(|o| o.composefs.enabled = false),
+            ),
+            (
+                "composefs layer digests",
+                with(|o| o.composefs.layer_digests = true),
+            ),
+            (
+                "composefs inline signatures",
+                with(|o| o.composefs.sign = Some(SignMode::Inline)),
+            ),
+            (
+                "composefs artifact",
+                with(|o| o.composefs.sign = Some(SignMode::Artifact)),
+            ),
+            (
+                "composefs key",
+                with(|o| o.composefs.signer = Some(signer.clone())),
             ),
         ];
         let mut seen = std::collections::BTreeMap::new();

@@ -28,6 +28,9 @@ pub struct SealedImage {
     pub cmdline: String,
     pub kver: String,
     pub warnings: Vec<String>,
+    /// The composefs metadata referrer to write after the manifest (`--composefs-sign
+    /// artifact`).
+    pub artifact: Option<crate::composefs_meta::artifact::Artifact>,
 }
 
 /// A base image analysed for sealing: its boot inputs, the new layer without the UKI, and the
@@ -45,6 +48,10 @@ pub struct Prepared {
     /// The composefs dumpfile of the bootable tree the digest is computed from (with
     /// [`SealOptions::dumpfile`]).
     pub dumpfile: Option<String>,
+    /// A copy of the base tree for the composefs `merged` digest (see `super::composefs`).
+    pub plain: Option<crate::digest::PlainTree>,
+    /// The base layers' own composefs digests, when asked for.
+    pub layer_digests: Vec<Result<String, String>>,
 }
 
 /// The sealed image's date: `SOURCE_DATE_EPOCH` when given, else the base's own (its config's
@@ -75,8 +82,10 @@ pub fn prepare(
         compat: opts.compat,
         capture: boot_inputs::capture_set(),
         layer_cache: opts.layer_cache.clone(),
+        layer_digests: super::composefs::layer_digests(opts, &base),
         ..Default::default()
     };
+    super::composefs::check(opts, &base).map_err(err)?;
     let layers: Vec<digest::LayerInput> = digest::layer_inputs(source, &base)
         .into_iter()
         .zip(&base.layers)
@@ -116,6 +125,7 @@ pub fn prepare(
             .entries
             .extend(super::enroll::layer_entries(ingested.tree(), enrollment));
     }
+    let plain = super::composefs::erofs_digests(opts, &base).then(|| ingested.plain_copy());
     ingested
         .apply_tar(&layer.tar_bytes().map_err(|e| err(e.to_string()))?)
         .map_err(SealError::from)?;
@@ -141,6 +151,8 @@ pub fn prepare(
         date,
         warnings: report.warnings,
         dumpfile: report.dumpfile,
+        plain,
+        layer_digests: report.layer_digests,
     })
 }
 
@@ -282,8 +294,10 @@ pub fn seal_image(
         digest_hex,
         cmdline,
         date,
-        warnings,
+        mut warnings,
         dumpfile,
+        plain,
+        layer_digests,
         ..
     } = prepared;
     layer.entries.insert(
@@ -333,6 +347,16 @@ pub fn seal_image(
         platform: None,
         annotations: None,
     };
+    let digests = super::composefs::digests(
+        opts,
+        &base,
+        (plain, layer_digests),
+        &layer,
+        &written.digest,
+        &digest_hex,
+    )?;
+    let composefs = super::composefs::edits(opts, &base, &digests).map_err(err)?;
+    warnings.extend(composefs.warnings);
     let history = HistoryEntry {
         created: date.text,
         created_by: format!("bootseal seal (composefs={digest_hex})"),
@@ -351,6 +375,9 @@ pub fn seal_image(
             name.clone(),
         ));
     }
+    annotations.extend(composefs.manifest);
+    let config_annotations =
+        |bytes: &[u8]| super::composefs::config_annotations(opts, &base, bytes);
     let image = mutate::append_layer(
         &base,
         layer_descriptor,
@@ -360,10 +387,14 @@ pub fn seal_image(
             history: &history,
             labels: &opts.labels,
             annotations: &annotations,
+            config_annotations: &config_annotations,
+            layer_annotations: &composefs.layers,
         },
     )
     .map_err(err)?;
+    let artifact = super::composefs::artifact(opts, &base, &digests, &image).map_err(err)?;
     Ok(SealedImage {
+        artifact,
         base,
         layer: Arc::new(layer),
         image,

@@ -5,6 +5,7 @@
 
 pub mod addons;
 mod boot_inputs;
+mod composefs;
 pub(crate) mod enroll;
 mod fingerprint;
 mod image;
@@ -89,6 +90,8 @@ pub struct SealOptions {
     pub addons: Vec<AddonSource>,
     /// Where the add-ons go (`--addon-scope`).
     pub addon_scope: AddonScope,
+    /// The composefs sealing metadata to write (digests by default; `--composefs-sign`).
+    pub composefs: crate::composefs_meta::MetadataOptions,
 }
 
 impl Default for SealOptions {
@@ -121,6 +124,7 @@ impl Default for SealOptions {
             dumpfile: true,
             addons: Vec::new(),
             addon_scope: AddonScope::Uki,
+            composefs: crate::composefs_meta::MetadataOptions::digests(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct PlatformReport {
     pub kernel: String,
     pub layer: Descriptor,
     pub warnings: Vec<String>,
+    /// The composefs metadata referrer written for this manifest, and how it is found.
+    pub composefs_artifact: Option<String>,
 }
 
 /// Every platform of one seal, sealed and not yet written.
@@ -131,8 +133,16 @@ pub fn seal(
         DocumentKind::Image => {
             let sealed = &images[0];
             sink::write_image(sink, source.as_ref(), &sealed.image, opts.jobs).map_err(dest_err)?;
-            platforms.push(report(sealed));
-            sealed.image.manifest_document().map_err(dest_err)?
+            let doc = sealed.image.manifest_document().map_err(dest_err)?;
+            let mut r = report(sealed);
+            if sealed.artifact.is_some() {
+                // The artifact's subject must exist first: the manifest by digest, untagged.
+                sink.put_manifest(&doc, None)
+                    .map_err(|e| dest_err(e.to_string()))?;
+                r.composefs_artifact = write_artifact(sink, sealed).map_err(dest_err)?;
+            }
+            platforms.push(r);
+            doc
         }
         DocumentKind::Index => {
             let mut index = root.json.clone();
@@ -148,7 +158,9 @@ pub fn seal(
                     .map_err(|e| dest_err(e.to_string()))?;
                 index = mutate::index_with_replaced(&index, &old, &sealed.image.manifest)
                     .map_err(dest_err)?;
-                platforms.push(report(sealed));
+                let mut r = report(sealed);
+                r.composefs_artifact = write_artifact(sink, sealed).map_err(dest_err)?;
+                platforms.push(r);
             }
             // The index records what it was sealed from and how, as its manifests do, so
             // `sync` can judge a multi-arch tag from its top document alone (a Docker manifest
@@ -184,6 +196,23 @@ pub fn seal(
     })
 }
 
+/// Writes `sealed`'s composefs artifact, if any, after its manifest (its subject) and before
+/// the tag moves, so a tag never names a sealed image whose artifact was not written, and no
+/// artifact ever names a manifest that is not there. `artifact DIGEST (how it is found)`.
+fn write_artifact(sink: &dyn Sink, sealed: &SealedImage) -> Result<Option<String>, String> {
+    let Some(artifact) = &sealed.artifact else {
+        return Ok(None);
+    };
+    for (desc, bytes) in &artifact.blobs {
+        sink.put_blob(desc, bytes)
+            .map_err(|e| format!("composefs artifact blob {}: {e}", desc.digest))?;
+    }
+    let how = sink
+        .put_referrer(&artifact.manifest, &artifact.subject)
+        .map_err(|e| format!("composefs artifact: {e}"))?;
+    Ok(Some(format!("{} ({how})", artifact.manifest.digest())))
+}
+
 fn report(s: &SealedImage) -> PlatformReport {
     PlatformReport {
         platform: s.base.platform.to_string(),
@@ -194,6 +223,7 @@ fn report(s: &SealedImage) -> PlatformReport {
         kernel: s.kver.clone(),
         layer: s.image.layer.clone(),
         warnings: s.warnings.clone(),
+        composefs_artifact: None,
     }
 }
 

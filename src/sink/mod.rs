@@ -52,6 +52,12 @@ pub trait Sink: Send + Sync {
     /// Writes a manifest or index by its exact bytes, tagged `tag` (None: by digest only),
     /// after checking that everything it names is present.
     fn put_manifest(&self, doc: &Document, tag: Option<&str>) -> Result<(), SinkError>;
+    /// Writes `artifact`, a referrer manifest whose blobs are present and whose `subject` is
+    /// already in place (refused otherwise), so that it is found for its subject: through the
+    /// referrers API where the registry serves it, else the referrers tag schema, or in a
+    /// layout as an untagged `index.json` entry. Listing the same artifact again changes
+    /// nothing. Returns how it was made discoverable, for reports.
+    fn put_referrer(&self, artifact: &Document, subject: &Descriptor) -> Result<String, SinkError>;
     /// Makes the writes visible (an archive is renamed into place here).
     fn commit(&self) -> Result<(), SinkError> {
         Ok(())

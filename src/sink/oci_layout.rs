@@ -175,32 +175,48 @@ impl Sink for OciLayoutSink {
         };
         self.put_blob(&desc, &doc.bytes)?;
         let Some(tag) = tag else { return Ok(()) };
-        let _guard = self.index_lock.lock().unwrap_or_else(|p| p.into_inner());
-        // Other processes (concurrent `sync` shards into one layout) update index.json too: an
-        // advisory lock on the directory makes each read-modify-write whole.
-        let dir_lock = std::fs::File::open(&self.dir)?;
-        rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| SinkError(format!("locking {}: {e}", self.dir.display())))?;
-        let index_path = self.dir.join("index.json");
-        let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path)?)
-            .map_err(|e| SinkError(format!("index.json: {e}")))?;
-        let manifests = index
-            .get_mut("manifests")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| SinkError("index.json has no manifests array".into()))?;
-        manifests.retain(|m| {
-            m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
-                .and_then(Value::as_str)
-                != Some(tag)
-        });
-        manifests.push(json!({
-            "mediaType": desc.media_type,
-            "digest": desc.digest,
-            "size": desc.size,
-            "annotations": {REF_NAME: tag},
-        }));
-        write_atomic(&index_path, &serde_json::to_vec(&index).expect("json"))?;
-        Ok(())
+        self.update_index(&mut |manifests| {
+            manifests.retain(|m| {
+                m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    != Some(tag)
+            });
+            manifests.push(json!({
+                "mediaType": desc.media_type,
+                "digest": desc.digest,
+                "size": desc.size,
+                "annotations": {REF_NAME: tag},
+            }));
+        })
+    }
+
+    fn put_referrer(&self, artifact: &Document, subject: &Descriptor) -> Result<String, SinkError> {
+        if !self.has_blob(subject)? {
+            return Err(SinkError(format!(
+                "refusing to write referrer {}: its subject {} is missing",
+                artifact.digest(),
+                subject.digest
+            )));
+        }
+        self.put_manifest(artifact, None)?;
+        // An untagged index.json entry, as OCI 1.1 layouts hold referrers (image-spec
+        // `image-layout.md`: index.json may list manifests without a ref name); its manifest
+        // names the subject. Listed once however often it is written.
+        let digest = artifact.digest();
+        self.update_index(&mut |manifests| {
+            if !manifests.iter().any(|m| m["digest"] == digest.as_str()) {
+                let mut entry = json!({
+                    "mediaType": artifact.media_type,
+                    "digest": digest,
+                    "size": artifact.bytes.len(),
+                });
+                if let Some(t) = artifact.json.get("artifactType") {
+                    entry["artifactType"] = t.clone();
+                }
+                manifests.push(entry);
+            }
+        })?;
+        Ok("index.json entry".into())
     }
 
     fn commit(&self) -> Result<(), SinkError> {
@@ -223,5 +239,27 @@ impl Sink for OciLayoutSink {
 
     fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+}
+
+impl OciLayoutSink {
+    /// Read-modify-write of index.json's `manifests` under the layout's locks.
+    fn update_index(&self, edit: &mut dyn FnMut(&mut Vec<Value>)) -> Result<(), SinkError> {
+        let _guard = self.index_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Other processes (concurrent `sync` shards into one layout) update index.json too: an
+        // advisory lock on the directory makes each read-modify-write whole.
+        let dir_lock = std::fs::File::open(&self.dir)?;
+        rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| SinkError(format!("locking {}: {e}", self.dir.display())))?;
+        let index_path = self.dir.join("index.json");
+        let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path)?)
+            .map_err(|e| SinkError(format!("index.json: {e}")))?;
+        let manifests = index
+            .get_mut("manifests")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| SinkError("index.json has no manifests array".into()))?;
+        edit(manifests);
+        write_atomic(&index_path, &serde_json::to_vec(&index).expect("json"))?;
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! source on failure), and the manifest last, only once every blob it names answers HEAD.
 
 use super::{Sink, SinkError, referenced_blobs};
-use crate::manifest::{Descriptor, Document, DocumentKind, MANIFEST_TYPES};
+use crate::manifest::{Descriptor, Document, DocumentKind, MANIFEST_TYPES, OCI_INDEX};
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::source::ImageSource;
 use bytes::Bytes;
@@ -80,6 +80,43 @@ impl RegistrySink {
         }
         Ok(())
     }
+
+    /// Refuses `doc` unless everything it names is present.
+    fn check_referenced(&self, doc: &Document) -> Result<(), SinkError> {
+        for blob in referenced_blobs(doc).map_err(SinkError)? {
+            let present = match doc.kind {
+                DocumentKind::Image => self.has_blob(&blob)?,
+                DocumentKind::Index => self
+                    .client
+                    .has_manifest(self.repository(), &blob.digest, MANIFEST_TYPES, &self.scope)
+                    .map_err(|e| SinkError(e.to_string()))?,
+            };
+            if !present {
+                return Err(SinkError(format!(
+                    "refusing to push manifest {}: {} is missing",
+                    doc.digest(),
+                    blob.digest
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// PUT `doc` as `target`, counting its bytes; the answer's `OCI-Subject`.
+    fn push_manifest(&self, doc: &Document, target: &str) -> Result<Option<String>, SinkError> {
+        let subject = self
+            .client
+            .put_manifest(
+                self.repository(),
+                target,
+                Bytes::from(doc.bytes.clone()),
+                &doc.media_type,
+            )
+            .map_err(|e| SinkError(e.to_string()))?;
+        self.written
+            .fetch_add(doc.bytes.len() as u64, Ordering::Relaxed);
+        Ok(subject)
+    }
 }
 
 impl Sink for RegistrySink {
@@ -141,35 +178,62 @@ impl Sink for RegistrySink {
     }
 
     fn put_manifest(&self, doc: &Document, tag: Option<&str>) -> Result<(), SinkError> {
-        for blob in referenced_blobs(doc).map_err(SinkError)? {
-            let present = match doc.kind {
-                DocumentKind::Image => self.has_blob(&blob)?,
-                DocumentKind::Index => self
-                    .client
-                    .has_manifest(self.repository(), &blob.digest, MANIFEST_TYPES, &self.scope)
-                    .map_err(|e| SinkError(e.to_string()))?,
-            };
-            if !present {
-                return Err(SinkError(format!(
-                    "refusing to push manifest {}: {} is missing",
-                    doc.digest(),
-                    blob.digest
-                )));
-            }
-        }
+        self.check_referenced(doc)?;
         let digest = doc.digest();
         let target = tag.unwrap_or(&digest);
-        self.client
-            .put_manifest(
+        self.push_manifest(doc, target)?;
+        Ok(())
+    }
+
+    fn put_referrer(&self, artifact: &Document, subject: &Descriptor) -> Result<String, SinkError> {
+        let present = self
+            .client
+            .has_manifest(
                 self.repository(),
-                target,
-                Bytes::from(doc.bytes.clone()),
-                &doc.media_type,
+                &subject.digest,
+                MANIFEST_TYPES,
+                &self.scope,
             )
             .map_err(|e| SinkError(e.to_string()))?;
-        self.written
-            .fetch_add(doc.bytes.len() as u64, Ordering::Relaxed);
-        Ok(())
+        if !present {
+            return Err(SinkError(format!(
+                "refusing to push referrer {}: its subject {} is missing",
+                artifact.digest(),
+                subject.digest
+            )));
+        }
+        self.check_referenced(artifact)?;
+        let artifact_type = artifact.json["artifactType"].as_str().unwrap_or_default();
+        // Indexed on push (OCI-Subject came back), or the registry serves the referrers API.
+        let digest = artifact.digest();
+        let subject_header = self.push_manifest(artifact, &digest)?;
+        if subject_header.as_deref() == Some(subject.digest.as_str())
+            || self
+                .client
+                .referrers(self.repository(), &subject.digest, artifact_type)
+                .map_err(|e| SinkError(e.to_string()))?
+                .is_some()
+        {
+            return Ok("referrers API".into());
+        }
+        // The referrers tag schema: read, add, write back. Two writers racing on one subject
+        // can lose an entry (the registry offers no conditional PUT); a rerun adds it again.
+        let tag = crate::composefs_meta::artifact::referrers_tag(&subject.digest);
+        let existing = self
+            .client
+            .find_manifest(self.repository(), &tag, &[OCI_INDEX], &self.scope)
+            .map_err(|e| SinkError(e.to_string()))?;
+        let bytes = crate::composefs_meta::artifact::index_with(
+            existing.as_ref().map(|m| m.bytes.as_slice()),
+            artifact,
+        )
+        .map_err(|e| SinkError(format!("referrers tag {tag}: {e}")))?;
+        if existing.is_some_and(|m| m.bytes == bytes) {
+            return Ok(format!("referrers tag {tag} (already listed)"));
+        }
+        let index = Document::parse(bytes, Some(OCI_INDEX)).map_err(SinkError)?;
+        self.put_manifest(&index, Some(&tag))?;
+        Ok(format!("referrers tag {tag}"))
     }
 
     fn bytes_written(&self) -> u64 {

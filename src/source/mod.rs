@@ -64,6 +64,19 @@ pub trait ImageSource: Send + Sync {
         None
     }
 
+    /// The referrers of manifest `subject` whose `artifactType` is `artifact_type`, as
+    /// descriptors of their manifests, and where they were found. Registries: the OCI 1.1
+    /// referrers API, else the referrers tag schema (`sha256-<hex>`); layouts and archives:
+    /// `index.json` entries of that type whose manifest names the subject.
+    fn referrers(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+    ) -> Result<(Vec<Descriptor>, String), SourceError> {
+        let _ = (subject, artifact_type);
+        Ok((Vec::new(), "none".into()))
+    }
+
     /// A small blob (a config) read whole and verified.
     fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, SourceError> {
         const MAX_SMALL_BLOB: u64 = 16 << 20;
@@ -206,4 +219,21 @@ pub(crate) fn verified(
         expected,
         "blob",
     )))
+}
+
+/// The entries of a referrers index (or layout `index.json`) whose `artifactType` is
+/// `artifact_type`, as descriptors.
+pub(crate) fn entries_of_type(
+    index: &[u8],
+    artifact_type: &str,
+) -> Result<Vec<Descriptor>, String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(index).map_err(|e| format!("referrers index is not JSON: {e}"))?;
+    json["manifests"]
+        .as_array()
+        .ok_or("referrers index has no manifests")?
+        .iter()
+        .filter(|m| m["artifactType"] == artifact_type)
+        .map(|m| serde_json::from_value(m.clone()).map_err(|e| format!("referrers index: {e}")))
+        .collect()
 }

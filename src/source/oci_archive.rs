@@ -78,6 +78,25 @@ impl ImageSource for OciArchiveSource {
         root_from_index(self, bytes, self.tag.as_deref())
     }
 
+    fn referrers(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+    ) -> Result<(Vec<Descriptor>, String), SourceError> {
+        let err = |m: String| SourceError::new(&self.name, m);
+        let mut bytes = Vec::new();
+        self.open_member("index.json")?
+            .read_to_end(&mut bytes)
+            .map_err(|e| err(e.to_string()))?;
+        let mut found = Vec::new();
+        for desc in super::entries_of_type(&bytes, artifact_type).map_err(err)? {
+            if self.manifest(&desc)?.json["subject"]["digest"] == subject {
+                found.push(desc);
+            }
+        }
+        Ok((found, "index.json".into()))
+    }
+
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {
         let member = format!("blobs/{}", desc.digest.replacen(':', "/", 1));
         super::verified(self.open_member(&member)?, desc)

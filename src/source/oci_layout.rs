@@ -96,9 +96,15 @@ pub(super) fn root_from_index(
     tag: Option<&str>,
 ) -> Result<Document, SourceError> {
     let err = |m: String| SourceError::new(source.name(), m);
-    let index = Document::parse(index_bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
+    let mut index =
+        Document::parse(index_bytes, None).map_err(|m| err(format!("index.json: {m}")))?;
     if index.kind != DocumentKind::Index {
         return Err(err("index.json is not an image index".into()));
+    }
+    // Referrers (untagged entries with an `artifactType`, e.g. composefs metadata written by
+    // `seal --composefs-sign artifact`) are not images to pick.
+    if let Some(list) = index.json["manifests"].as_array_mut() {
+        list.retain(|m| m.get("artifactType").is_none());
     }
     let entry = select_from_layout_index(&index, tag).map_err(err)?;
     source.manifest(&entry)
@@ -126,6 +132,25 @@ impl ImageSource for OciLayoutSource {
             digest: Some(desc.digest.clone()),
             verified: Arc::clone(&self.verified),
         }))
+    }
+
+    fn referrers(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+    ) -> Result<(Vec<Descriptor>, String), SourceError> {
+        let bytes = std::fs::read(self.dir.join("index.json"))
+            .map_err(|e| SourceError::new(&self.name, format!("reading index.json: {e}")))?;
+        let mut found = Vec::new();
+        for desc in super::entries_of_type(&bytes, artifact_type)
+            .map_err(|m| SourceError::new(&self.name, m))?
+        {
+            let doc = self.manifest(&desc)?;
+            if doc.json["subject"]["digest"] == subject {
+                found.push(desc);
+            }
+        }
+        Ok((found, "index.json".into()))
     }
 
     fn verified_blob_file(&self, desc: &Descriptor) -> Option<PathBuf> {

@@ -108,6 +108,36 @@ impl ImageSource for RegistrySource {
         Ok(doc)
     }
 
+    fn referrers(
+        &self,
+        subject: &str,
+        artifact_type: &str,
+    ) -> Result<(Vec<Descriptor>, String), SourceError> {
+        let repo = self.reference.repository();
+        if let Some(index) = self
+            .client
+            .referrers(repo, subject, artifact_type)
+            .map_err(|e| self.err(e.0))?
+        {
+            let found = super::entries_of_type(&index, artifact_type).map_err(|m| self.err(m))?;
+            return Ok((found, "referrers API".into()));
+        }
+        let tag = crate::composefs_meta::artifact::referrers_tag(subject);
+        let how = format!("referrers tag {tag}");
+        match self
+            .client
+            .find_manifest(repo, &tag, &[crate::manifest::OCI_INDEX], &self.scope)
+            .map_err(|e| self.err(e.0))?
+        {
+            Some(index) => {
+                let found =
+                    super::entries_of_type(&index.bytes, artifact_type).map_err(|m| self.err(m))?;
+                Ok((found, how))
+            }
+            None => Ok((Vec::new(), how)),
+        }
+    }
+
     fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send>, SourceError> {
         let reader = self
             .client

@@ -4,6 +4,7 @@
 //! kernel is the UKI's alone, and check the signatures against a certificate.
 
 mod addons;
+mod composefs;
 mod enrollment;
 
 use crate::authenticode;
@@ -60,6 +61,8 @@ pub struct PolicyOptions {
     pub compat: ComposefsCompat,
     /// Accept the `?` form of the composefs argument (fs-verity optional at boot).
     pub allow_missing_verity: bool,
+    /// Certificate the composefs fs-verity signatures must be made with (default: `cert`).
+    pub composefs_cert: Option<Certificate>,
 }
 
 /// Checks a sealed image read through `source`.
@@ -76,15 +79,38 @@ pub fn verify(
         .with(SECUREBOOT_PAYLOADS)
         .with(bootc_paths::UKI_ADDONS)
         .with(bootc_paths::GLOBAL_ADDONS);
+    let mut claims = composefs::Claims::inline(&image.manifest.json);
+    let artifact_checks =
+        composefs::discover(source.as_ref(), &image.manifest_digest(), &mut claims);
+    // The spec's EROFS keys name format V1: layer and merged digests are recomputed as V1.
+    let v1 = policy.erofs_version == ErofsVersion::V1;
     let opts = DigestOptions {
         erofs_version: policy.erofs_version,
         compat: policy.compat,
         capture: capture.clone(),
+        layer_digests: v1 && claims.wants(crate::composefs_meta::Role::Layer),
         ..Default::default()
     };
     let ingested = digest::ingest(&image.name, digest::layer_inputs(source, &image), &opts)?;
     let captured = ingested.captured(&capture);
+    let plain = claims
+        .wants(crate::composefs_meta::Role::Merged)
+        .then(|| ingested.plain_copy());
     let report = ingested.finish(&opts)?;
+    let composefs_checks = composefs::checks(
+        &claims,
+        &composefs::Computed {
+            manifest_bytes: &image.manifest.bytes,
+            config_bytes: &image.config_bytes,
+            merged: plain.map(|p| p.digest(ErofsVersion::V1).map_err(|e| e.to_string())),
+            bootable: match v1 {
+                true => Ok(report.digest_hex.clone()),
+                false => Err("verify --erofs-version 2 computes a V2 digest".into()),
+            },
+            layers: &report.layer_digests,
+        },
+        policy.composefs_cert.as_ref().or(cert),
+    );
     let mut checks = Vec::new();
     let mut check = |name: &str, ok: bool, detail: String| {
         checks.push(Check {
@@ -210,6 +236,8 @@ pub fn verify(
         }
     }
     checks.extend(addon_checks);
+    checks.extend(artifact_checks);
+    checks.extend(composefs_checks);
     // Enrollment payloads (`seal --enroll-keys`): checked whether or not --cert is given.
     let bootloaders: Vec<(String, Vec<u8>)> = captured
         .matching(SIGNED_BOOTLOADERS)

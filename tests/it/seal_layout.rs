@@ -190,7 +190,11 @@ fn verify_accepts_sealed_and_refuses_tampered_unsealed_and_wrong_cert() {
             "composefs digest",
             "one kernel",
             "UKI signature",
-            "bootloader signature"
+            "bootloader signature",
+            // The composefs sealing annotations every sealed OCI manifest carries by default.
+            "composefs merged digest",
+            "composefs merged.bootable digest",
+            "composefs config digest"
         ]
     );
     let sealed = BuiltImage::load(&out, "sealed");

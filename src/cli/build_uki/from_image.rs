@@ -159,6 +159,9 @@ pub fn run(
             .map(|t| bootseal::seal::AddonSource::Cmdline(t.clone()))
             .collect(),
         addon_scope: a.addon_scope,
+        // The composefs sealing metadata belongs to the sealed manifest `seal --uki` writes;
+        // here it would only cost a copy of the tree.
+        composefs: Default::default(),
         ..Default::default()
     };
     let prepared = prepare_image(&image, &source_opts, &a.platform, &opts)?;

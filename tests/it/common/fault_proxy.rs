@@ -25,6 +25,13 @@ pub enum Fault {
     CutBody,
     /// Forward, then stop sending after half of the response body for this long.
     Stall(Duration),
+    /// Answer with this status, content type and body instead of the registry: an endpoint
+    /// the test registry does not serve (the OCI 1.1 referrers API), simulated.
+    Respond {
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
 }
 
 /// A fault for requests whose method equals `method` and whose path contains `path`, applied to
@@ -186,6 +193,7 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::R
                 Fault::Status { status, .. } => status.to_string(),
                 Fault::CutBody => "cut".into(),
                 Fault::Stall(_) => "stall".into(),
+                Fault::Respond { status, .. } => format!("respond {status}"),
             };
             s.injected.push(format!("{tag} {method} {path}"));
         }
@@ -211,6 +219,26 @@ fn handle(client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::R
         client_w.write_all(resp.as_bytes())?;
         if method != "HEAD" {
             client_w.write_all(body.as_bytes())?;
+        }
+        client_w.flush()?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+
+    if let Some(Fault::Respond {
+        status,
+        content_type,
+        body,
+    }) = &fault
+    {
+        drain_body(&mut reader, &headers)?;
+        let resp = format!(
+            "HTTP/1.1 {status} Simulated\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        client_w.write_all(resp.as_bytes())?;
+        if method != "HEAD" {
+            client_w.write_all(body)?;
         }
         client_w.flush()?;
         let _ = client.shutdown(Shutdown::Both);

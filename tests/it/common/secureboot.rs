@@ -19,7 +19,7 @@ pub const DB_CERT: &str = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
 const GIVE_UP: Duration = Duration::from_secs(240);
 
 /// QEMU runs one at a time: the machine has two cores.
-static QEMU: Mutex<()> = Mutex::new(());
+pub static QEMU: Mutex<()> = Mutex::new(());
 
 // The payloads are read through Debug in failure messages.
 #[allow(dead_code)]
