@@ -342,13 +342,8 @@ fn the_kernel_mounts_our_erofs_and_sees_the_tree() {
     );
     assert!(cc.status.success());
     let console = common::kernel_vm::run_script(
-        &dir.join("vm"),
-        &[
-            "crypto/crc32c_generic.ko",
-            "lib/libcrc32c.ko",
-            "fs/erofs/erofs.ko",
-        ],
-        &[(lister, "/lister")],
+        common::kernel_vm::EROFS,
+        &[(lister, "/lister".to_string())],
         &disks,
         "for i in $(seq 100); do [ -b /dev/vdb ] && break; sleep 0.1; done\n\
          for v in v1:vda v2:vdb; do\n\
