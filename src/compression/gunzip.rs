@@ -23,6 +23,12 @@ pub(crate) struct MultiGunzip<R> {
     input: R,
     /// The member being decoded; `None` between members.
     member: Option<Inflate>,
+    /// A trailer mismatch (CRC-32 or length, zlib's "incorrect data check" / "incorrect length
+    /// check") found by the call that also wrote the member's last bytes: reported by the next
+    /// read, after those bytes. flate2's gzip decoder behaves the same (it checks the trailer
+    /// itself once the deflate stream has ended), and a tar parser then names the entry the
+    /// damage is in; a corrupt deflate stream instead fails at once, its output dropped.
+    failed: Option<io::Error>,
 }
 
 impl<R: BufRead> MultiGunzip<R> {
@@ -30,6 +36,7 @@ impl<R: BufRead> MultiGunzip<R> {
         Self {
             input,
             member: None,
+            failed: None,
         }
     }
 }
@@ -38,6 +45,9 @@ impl<R: BufRead> Read for MultiGunzip<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
             return Ok(0);
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
         }
         loop {
             let input = self.input.fill_buf()?;
@@ -48,16 +58,25 @@ impl<R: BufRead> Read for MultiGunzip<R> {
                 None => self.member.insert(Inflate::new(true, GZIP_WINDOW_BITS)),
             };
             let (in_before, out_before) = (member.total_in(), member.total_out());
-            let status = member
-                .decompress(input, out, InflateFlush::NoFlush)
-                .map_err(|e| {
-                    let message = member.error_message().unwrap_or(e.as_str());
-                    io::Error::new(io::ErrorKind::InvalidData, message)
-                })?;
+            let result = member.decompress(input, out, InflateFlush::NoFlush);
             // Both counts are bounded by the slices just passed in.
             let consumed = (member.total_in() - in_before) as usize;
             let produced = (member.total_out() - out_before) as usize;
             self.input.consume(consumed);
+            let status = match result {
+                Ok(status) => status,
+                Err(e) => {
+                    let message = member.error_message().unwrap_or(e.as_str());
+                    let error = io::Error::new(io::ErrorKind::InvalidData, message);
+                    let trailer = message.starts_with("incorrect data check")
+                        || message.starts_with("incorrect length check");
+                    if produced == 0 || !trailer {
+                        return Err(error);
+                    }
+                    self.failed = Some(error);
+                    return Ok(produced);
+                }
+            };
             if status == Status::StreamEnd {
                 self.member = None;
             }
@@ -164,6 +183,22 @@ mod tests {
             assert!(gunzip(&bad, 4096).is_err(), "flip at {at}");
             assert!(flate2_reads(&bad).is_err(), "flip at {at}");
         }
+        // A CRC-32 mismatch comes after the member's bytes, as with flate2 (which checks
+        // the trailer itself): a reader sees every byte, then the error.
+        let mut bad = blob.clone();
+        let crc_at = blob.len() - 6;
+        bad[crc_at] ^= 1;
+        let mut d = MultiGunzip::new(io::BufReader::new(&bad[..]));
+        let mut seen = Vec::new();
+        let e = d.read_to_end(&mut seen).unwrap_err();
+        assert_eq!(
+            (seen.len(), e.to_string().as_str()),
+            (data.len(), "incorrect data check")
+        );
+        let mut seen = Vec::new();
+        let mut f = flate2::bufread::MultiGzDecoder::new(&bad[..]);
+        assert!(f.read_to_end(&mut seen).is_err());
+        assert_eq!(seen.len(), data.len(), "flate2 gives the bytes first too");
         // Bytes after a member that are not another member.
         let mut trailing = blob.clone();
         trailing.extend_from_slice(b"not gzip");
