@@ -20,6 +20,7 @@ mod digest_reference;
 mod digest_selinux;
 mod digest_tools;
 mod efi_keys;
+mod erofs_writer;
 mod fuzz_replay;
 mod offline_signing;
 mod pe_hostile;

@@ -172,7 +172,7 @@ fn layer_entries(l: usize) -> Vec<E> {
         ));
     }
     // Later layers replace and delete a few files of earlier ones, as updates do.
-    if l > 0 && l % 5 == 0 {
+    if l > 0 && l.is_multiple_of(5) {
         let mut old = Rng::new(l as u64 - 1, 0);
         let old_pkg = format!("{}{}", word(&mut old, 2), l - 1);
         entries.push(E::whiteout(&format!("usr/share/doc/{old_pkg}/hard0")));
