@@ -207,7 +207,8 @@ fn chain_at_the_limit_matches_composefs_oci() {
         let reference = on_big_stack(|| try_reference_digest(&built, version)).unwrap();
         assert_eq!(ours.digest_hex, reference, "EROFS V{version}");
     }
-    common::erofs_identity::assert_image_identical("chain at the limit", &built);
+    // Paths here are longer than the dumpfile parser takes: composefs-oci's tree instead.
+    common::erofs_identity::assert_reference_tree_identical("chain at the limit", &built);
 }
 
 /// The finding behind the limit, kept true by a test: composefs-oci 0.9.0's own pipeline run on

@@ -63,3 +63,27 @@ pub fn assert_image_identical(what: &str, image: &BuiltImage) {
     let fs = tree_of(image);
     assert_identical(what, &fs);
 }
+
+/// [`assert_identical`] on composefs-oci's own bootable tree of `image` (pull,
+/// `create_filesystem`, `transform_for_boot`), for trees whose paths are longer than the
+/// dumpfile parser accepts (4096 bytes). Runs on the big stack: that pipeline recurses too.
+pub fn assert_reference_tree_identical(what: &str, image: &BuiltImage) {
+    use composefs_boot::BootOps;
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn_scoped(s, || {
+                let super::reference::Pulled {
+                    dir: _dir,
+                    repo,
+                    mut fs,
+                    ..
+                } = super::reference::pull(image).unwrap();
+                fs.transform_for_boot(&repo).unwrap();
+                compare(what, &fs);
+            })
+            .unwrap()
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
