@@ -16,8 +16,9 @@
 //! user's would be escaped), so comparing values by their kind and object id is comparing bytes.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use hashbrown::HashTable;
 
 use composefs::erofs::composefs::OverlayMetacopy;
 use composefs::erofs::format::{XATTR_FILTER_SEED, XATTR_PREFIXES};
@@ -188,7 +189,10 @@ impl<'a, H: FsVerityHashValue> Key<'a, H> {
 pub(super) struct Table<'a, H> {
     pub keys: Vec<Key<'a, H>>,
     pub counts: Vec<u32>,
-    index: HashMap<Key<'a, H>, u32>,
+    /// Ids by key hash; the keys live in `keys` only (most attributes are the metacopy and
+    /// redirect of one external file each, so this table is as long as the image has files).
+    index: HashTable<u32>,
+    hasher: RandomState,
     /// Per key: its slot in the shared table, or `NOT_SHARED`.
     pub shared_slot: Vec<u32>,
     /// Shared keys in on-disk order.
@@ -202,7 +206,8 @@ impl<'a, H: FsVerityHashValue> Table<'a, H> {
         Table {
             keys: Vec::new(),
             counts: Vec::new(),
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             shared_slot: Vec::new(),
             shared: Vec::new(),
         }
@@ -210,7 +215,9 @@ impl<'a, H: FsVerityHashValue> Table<'a, H> {
 
     /// Id of `key`, counting one more use.
     pub fn intern(&mut self, key: Key<'a, H>) -> std::io::Result<u32> {
-        if let Some(&id) = self.index.get(&key) {
+        let hash = self.hasher.hash_one(key);
+        let keys = &self.keys;
+        if let Some(&id) = self.index.find(hash, |&id| keys[id as usize] == key) {
             let c = &mut self.counts[id as usize];
             *c = c.saturating_add(1);
             return Ok(id);
@@ -221,7 +228,9 @@ impl<'a, H: FsVerityHashValue> Table<'a, H> {
             .ok_or_else(|| super::too_big("distinct extended attributes"))?;
         self.keys.push(key);
         self.counts.push(1);
-        self.index.insert(key, id);
+        let (keys, hasher) = (&self.keys, &self.hasher);
+        self.index
+            .insert_unique(hash, id, |&id| hasher.hash_one(keys[id as usize]));
         Ok(id)
     }
 
@@ -229,7 +238,7 @@ impl<'a, H: FsVerityHashValue> Table<'a, H> {
     /// Epoch1 descending by full name (C mkcomposefs writes them that way), Epoch2 ascending by
     /// (prefix, suffix, value).
     pub fn choose_shared(&mut self, epoch1: bool) {
-        self.index = HashMap::new();
+        self.index = HashTable::new();
         let mut shared: Vec<u32> = (0..self.keys.len() as u32)
             .filter(|&id| self.counts[id as usize] > 1)
             .collect();

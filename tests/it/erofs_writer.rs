@@ -396,3 +396,51 @@ fn fsck_erofs_accepts_our_images() {
         }
     }
 }
+
+/// Peak memory and time of both writers on the Fedora-size tree (a measurement, not a check:
+/// `cargo test --test it erofs_writer::cost -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn cost_on_the_fedora_scale_tree() {
+    fn kib(field: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    }
+    let image = common::fedora_scale::fedora_scale_image();
+    let fs = common::erofs_identity::tree_of(&image);
+    for version in [
+        composefs::erofs::format::FormatVersion::V1,
+        composefs::erofs::format::FormatVersion::V2,
+    ] {
+        for ours in [true, false] {
+            // Returns freed heap to the system, then resets the peak (VmHWM) to the current
+            // resident size. Timings here are of the test profile (bootseal unoptimised).
+            // SAFETY: malloc_trim only releases free memory.
+            unsafe { libc::malloc_trim(0) };
+            std::fs::write("/proc/self/clear_refs", "5").unwrap();
+            let before = kib("VmRSS:");
+            let start = std::time::Instant::now();
+            let id = if ours {
+                bootseal::erofs::image_digest(&fs, version, false)
+                    .unwrap()
+                    .0
+            } else {
+                fs.compute_image_id(version)
+            };
+            let took = start.elapsed();
+            let peak = kib("VmHWM:");
+            eprintln!(
+                "{version:?} {}: {:?}, peak {} MiB above the {} MiB before ({})",
+                if ours { "bootseal" } else { "composefs-rs" },
+                took,
+                peak.saturating_sub(before) / 1024,
+                before / 1024,
+                &composefs::fsverity::FsVerityHashValue::to_hex(&id)[..16]
+            );
+        }
+    }
+}
