@@ -290,7 +290,7 @@ fn leaf_split<H: FsVerityHashValue>(
                 RegularFile::External(_, size)
                 | RegularFile::ExternalNoVerity(_, size)
                 | RegularFile::Sparse(size),
-            ) if *size > 0 => (0, super::emit::chunk_count(*size) as usize * 4),
+            ) if *size > 0 => (0, super::plan::chunk_count(*size) as usize * 4),
             _ => (0, 0),
         }
     } else {

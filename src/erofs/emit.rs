@@ -1,149 +1,28 @@
-//! Layout and emission of the EROFS writer: the per-inode decisions that depend on attribute
-//! sizes (compact or extended header, Epoch1 data-block promotion), then the same emission code
-//! run twice: once counting bytes to record where every inode, shared attribute and data block
-//! lands, once streaming the bytes into a sink.
+//! Emission of the EROFS writer: the same code run twice over a [`Plan`], once counting bytes
+//! to record where every inode, shared attribute and data block lands ([`Layout`]), once
+//! streaming the bytes into a sink.
 //!
 //! Behaviour matched: composefs-rs 0.9.0 (identical in 0.9.4) `src/erofs/writer.rs`
-//! (`write_erofs`, `Inode::write_inode`, `pad_inline_tail_v1`/`_v2`, `fits_in_compact`,
-//! `fixup_epoch1_data_blocks`, `Leaf::inode_meta`, `Directory::write_block`,
-//! `compute_chunk_bitsize`, `calculate_min_mtime`, `prepare_erofs_inodes`).
+//! (`write_erofs`, `Inode::write_inode`, `pad_inline_tail_v1`/`_v2`, `XAttr::write`,
+//! `InodeXAttrs::write`, `Directory::write_block`, `Leaf::write_inline`,
+//! `Leaf::write_data_blocks`).
 
-use std::io::{self, Write};
+use std::io;
 
 use composefs::erofs::format::{
     self, CompactInodeHeader, ComposefsHeader, DataLayout, DirectoryEntryHeader,
-    ExtendedInodeHeader, FileType, FormatEpoch, FormatVersion, InodeLayout, InodeXAttrHeader,
-    Superblock, XAttrHeader,
+    ExtendedInodeHeader, FileType, FormatEpoch, InodeLayout, InodeXAttrHeader, Superblock,
+    XAttrHeader,
 };
 use composefs::fsverity::FsVerityHashValue;
 use composefs::generic_tree::LeafContent;
 use composefs::tree::RegularFile;
 use zerocopy::IntoBytes;
 
-use super::collect::{DirEnt, Kind, Node, split_dir};
-use super::xattr::{Key, Table};
-
-const BLOCK: u64 = 4096;
-const SLOT: u64 = 32;
-const BLOCK_BITS: u32 = 12;
-
-/// Chunk size bits for an external file of `size` bytes: ilog2(size - 1) + 1, at least a block,
-/// at most 31 bits above a block.
-fn chunk_bits(size: u64) -> u32 {
-    let bits = if size > 1 {
-        64 - (size - 1).leading_zeros()
-    } else {
-        1
-    };
-    bits.clamp(BLOCK_BITS, BLOCK_BITS + 31)
-}
-
-pub(super) fn chunk_count(size: u64) -> u32 {
-    size.div_ceil(1u64 << chunk_bits(size)) as u32
-}
-
-/// Where the bytes go: counted only, or streamed.
-pub(super) trait Out {
-    fn pos(&self) -> u64;
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()>;
-    fn zeros(&mut self, n: u64) -> io::Result<()>;
-    fn align(&mut self, to: u64) -> io::Result<()> {
-        match self.pos() % to {
-            0 => Ok(()),
-            r => self.zeros(to - r),
-        }
-    }
-}
-
-pub(super) struct Counter(pub u64);
-
-impl Out for Counter {
-    fn pos(&self) -> u64 {
-        self.0
-    }
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.zeros(bytes.len() as u64)
-    }
-    fn zeros(&mut self, n: u64) -> io::Result<()> {
-        self.0 = self
-            .0
-            .checked_add(n)
-            .ok_or_else(|| super::too_big("the image"))?;
-        Ok(())
-    }
-}
-
-/// Streams into `sink` through a buffer of [`Stream::BUF`] bytes.
-pub(super) struct Stream<W> {
-    sink: W,
-    buf: Vec<u8>,
-    pos: u64,
-}
-
-impl<W: Write> Stream<W> {
-    const BUF: usize = 256 << 10;
-
-    pub fn new(sink: W) -> Self {
-        Stream {
-            sink,
-            buf: Vec::with_capacity(Self::BUF),
-            pos: 0,
-        }
-    }
-
-    fn spill(&mut self) -> io::Result<()> {
-        self.sink.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> io::Result<u64> {
-        self.spill()?;
-        self.sink.flush()?;
-        Ok(self.pos)
-    }
-}
-
-impl<W: Write> Out for Stream<W> {
-    fn pos(&self) -> u64 {
-        self.pos
-    }
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.pos += bytes.len() as u64;
-        if self.buf.len() + bytes.len() > Self::BUF {
-            self.spill()?;
-            if bytes.len() >= Self::BUF {
-                return self.sink.write_all(bytes);
-            }
-        }
-        self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-    fn zeros(&mut self, mut n: u64) -> io::Result<()> {
-        const Z: [u8; 4096] = [0; 4096];
-        while n > 0 {
-            let k = n.min(Z.len() as u64);
-            self.put(&Z[..k as usize])?;
-            n -= k;
-        }
-        Ok(())
-    }
-}
-
-/// Everything the two passes need.
-pub(super) struct Plan<'a, H: FsVerityHashValue> {
-    pub version: FormatVersion,
-    pub epoch1: bool,
-    pub nodes: Vec<Node<'a, H>>,
-    pub dirents: Vec<DirEnt<'a>>,
-    pub xattrs: Table<'a, H>,
-    /// Attribute ids of inode `i`: `xattr_ids[xattr_start[i]..xattr_start[i + 1]]`, shared ones
-    /// first (in the inode's order), then the ones stored in the inode.
-    pub xattr_ids: Vec<u32>,
-    pub xattr_start: Vec<usize>,
-    pub min_mtime: (u64, u32),
-    pub header_flags: u32,
-}
+use super::collect::{DirEnt, Kind, split_dir};
+use super::out::Out;
+use super::plan::{BLOCK, Plan, SLOT, to_u32};
+use super::xattr::Key;
 
 /// Byte offsets recorded by the counting pass and checked by the streaming one.
 #[derive(Default)]
@@ -176,194 +55,6 @@ fn mark(slot: &mut u64, pos: u64, counting: bool) -> io::Result<()> {
         )));
     }
     Ok(())
-}
-
-/// `i_format` layout, `i_u`, `i_size` and link count of an inode.
-struct Meta {
-    layout: DataLayout,
-    u: u32,
-    size: u64,
-    nlink: u64,
-}
-
-fn to_u32(n: u64, what: &str) -> io::Result<u32> {
-    u32::try_from(n).map_err(|_| super::too_big(what))
-}
-
-impl<'a, H: FsVerityHashValue> Plan<'a, H> {
-    pub fn xattr_ids(&self, idx: usize) -> &[u32] {
-        &self.xattr_ids[self.xattr_start[idx]..self.xattr_start[idx + 1]]
-    }
-
-    fn shared_count(&self, idx: usize) -> usize {
-        self.xattr_ids(idx)
-            .iter()
-            .take_while(|&&id| self.xattrs.is_shared(id))
-            .count()
-    }
-
-    /// Size of the inode's attribute area: 12-byte header, 4 bytes per shared reference, the
-    /// stored entries; nothing at all without attributes.
-    pub fn xattr_size(&self, idx: usize) -> usize {
-        let ids = self.xattr_ids(idx);
-        if ids.is_empty() {
-            return 0;
-        }
-        let shared = self.shared_count(idx);
-        12 + 4 * shared
-            + ids[shared..]
-                .iter()
-                .map(|&id| self.xattrs.keys[id as usize].entry_len())
-                .sum::<usize>()
-    }
-
-    fn fits_compact(&self, node: &Node<H>, size: u64, nlink: u64) -> bool {
-        node.stat.st_mtim_sec as u64 == self.min_mtime.0
-            && node.stat.st_mtim_nsec == self.min_mtime.1
-            && nlink <= u64::from(u16::MAX)
-            && node.stat.st_uid <= u32::from(u16::MAX)
-            && node.stat.st_gid <= u32::from(u16::MAX)
-            && size <= u64::from(u32::MAX)
-    }
-
-    /// Epoch1: a symlink whose inode, attributes and target would fill a block gets its target
-    /// in a data block; a chunk index that would not fit after the attributes too.
-    pub fn promote_epoch1_tails(&mut self) {
-        for idx in 0..self.nodes.len() {
-            let node = &self.nodes[idx];
-            let Kind::Leaf {
-                content,
-                nlink,
-                tail,
-                ..
-            } = &node.kind
-            else {
-                continue;
-            };
-            if *tail == 0 {
-                continue;
-            }
-            let xattr_size = self.xattr_size(idx);
-            let promote = match content {
-                LeafContent::Symlink(_) => {
-                    let header = if self.fits_compact(node, *tail as u64, u64::from(*nlink)) {
-                        32
-                    } else {
-                        64
-                    };
-                    header + xattr_size + tail >= BLOCK as usize
-                }
-                LeafContent::Regular(
-                    RegularFile::External(..)
-                    | RegularFile::ExternalNoVerity(..)
-                    | RegularFile::Sparse(..),
-                ) => tail + xattr_size % SLOT as usize > BLOCK as usize,
-                _ => false,
-            };
-            if promote
-                && let Kind::Leaf {
-                    content,
-                    data_blocks,
-                    tail,
-                    ..
-                } = &mut self.nodes[idx].kind
-            {
-                if matches!(content, LeafContent::Symlink(_)) {
-                    *data_blocks += 1;
-                } else {
-                    *data_blocks = 1;
-                }
-                *tail = 0;
-            }
-        }
-    }
-
-    fn meta(&self, node: &Node<H>, block_start: u64) -> io::Result<Meta> {
-        let blkaddr = block_start / BLOCK;
-        Ok(match &node.kind {
-            Kind::Dir { nlink, size, .. } => {
-                let addr = to_u32(blkaddr, "a directory's block address")?;
-                let has_blocks = *size >= BLOCK;
-                let has_inline = *size % BLOCK != 0;
-                let (layout, u) = match (has_inline, has_blocks) {
-                    (false, _) => (DataLayout::FlatPlain, addr),
-                    (true, true) => (DataLayout::FlatInline, addr),
-                    (true, false) => (DataLayout::FlatInline, 0),
-                };
-                Meta {
-                    layout,
-                    u,
-                    size: *size,
-                    nlink: u64::from(*nlink),
-                }
-            }
-            Kind::Leaf {
-                content,
-                nlink,
-                data_blocks,
-                tail,
-            } => {
-                let (layout, u, size) = match content {
-                    LeafContent::Regular(RegularFile::Inline(data)) => {
-                        let len = data.len() as u64;
-                        if data.is_empty() {
-                            (DataLayout::FlatPlain, 0, len)
-                        } else if *data_blocks > 0 {
-                            let layout = if *tail > 0 {
-                                DataLayout::FlatInline
-                            } else {
-                                DataLayout::FlatPlain
-                            };
-                            (layout, blkaddr as u32, len)
-                        } else {
-                            (DataLayout::FlatInline, 0, len)
-                        }
-                    }
-                    LeafContent::Regular(
-                        RegularFile::External(_, size)
-                        | RegularFile::ExternalNoVerity(_, size)
-                        | RegularFile::Sparse(size),
-                    ) => {
-                        let format = if self.epoch1 {
-                            chunk_bits(*size) - BLOCK_BITS
-                        } else {
-                            31
-                        };
-                        let u = if *data_blocks > 0 {
-                            (blkaddr as u32 & 0xFFFF_0000) | format
-                        } else {
-                            format
-                        };
-                        (DataLayout::ChunkBased, u, *size)
-                    }
-                    LeafContent::CharacterDevice(rdev) | LeafContent::BlockDevice(rdev) => {
-                        let rdev = u32::try_from(*rdev).map_err(|_| {
-                            io::Error::new(
-                                io::ErrorKind::InvalidInput,
-                                format!("device number {rdev:#x} does not fit EROFS's 32 bits"),
-                            )
-                        })?;
-                        (DataLayout::FlatPlain, rdev, 0)
-                    }
-                    LeafContent::Fifo | LeafContent::Socket => (DataLayout::FlatPlain, 0, 0),
-                    LeafContent::Symlink(target) => {
-                        let len = target.len() as u64;
-                        if *data_blocks > 0 {
-                            (DataLayout::FlatPlain, blkaddr as u32, len)
-                        } else {
-                            (DataLayout::FlatInline, 0, len)
-                        }
-                    }
-                };
-                Meta {
-                    layout,
-                    u,
-                    size,
-                    nlink: u64::from(*nlink),
-                }
-            }
-        })
-    }
 }
 
 /// Padding to the next block boundary, `None` when `pos` is on one.

@@ -12,7 +12,8 @@
 //!
 //! - [`collect`]: which inodes, in which order, and directory listings;
 //! - [`xattr`]: attribute names, filter, interning, shared table;
-//! - [`emit`]: per-inode layout decisions and the two passes (count, then stream).
+//! - [`plan`]: attributes per inode and the layout decisions that depend on their sizes;
+//! - [`emit`]: the two passes (count, then stream), [`out`]: where their bytes go.
 //!
 //! Nothing here recurses on the tree's depth, and sizes that come from the tree are checked: a
 //! tree the image cannot represent is an error, not a panic. Where composefs-rs would truncate
@@ -22,18 +23,20 @@
 
 mod collect;
 mod emit;
+mod out;
+mod plan;
 mod xattr;
 
 use std::io::{self, Write};
 
-use composefs::erofs::format::{self, FormatEpoch, FormatVersion};
+use composefs::erofs::format::FormatVersion;
 use composefs::fsverity::{FsVerityHashValue, FsVerityHasher};
 use composefs::generic_tree::LeafContent;
-use composefs::tree::{FileSystem, Leaf, RegularFile};
+use composefs::tree::{FileSystem, Leaf};
 
-use collect::Kind;
-use emit::{Counter, Layout, Plan, Stream};
-use xattr::{Key, Table, Value};
+use emit::Layout;
+use out::{Counter, Stream};
+use plan::plan;
 
 pub(crate) fn too_big(what: &str) -> io::Error {
     io::Error::new(
@@ -101,116 +104,4 @@ pub fn image_digest<H: FsVerityHashValue>(
     write_image(fs, version, &mut tee)?;
     let copy = tee.copy.take();
     Ok((hasher.digest(), copy))
-}
-
-/// Collects the inodes, their attributes and the shared table, and makes the Epoch1 layout
-/// decisions that depend on attribute sizes (composefs-rs `prepare_erofs_inodes`).
-fn plan<'a, H: FsVerityHashValue>(
-    fs: &'a FileSystem<H>,
-    version: FormatVersion,
-    stub: &'a Leaf<H>,
-) -> io::Result<Plan<'a, H>> {
-    use std::os::unix::ffi::OsStrExt;
-    let epoch1 = version.epoch() == FormatEpoch::Epoch1;
-    let collected = collect::collect(fs, version, stub)?;
-
-    let mut table = Table::new();
-    let mut ids: Vec<u32> = Vec::new();
-    let mut starts = Vec::with_capacity(collected.nodes.len() + 1);
-    let named = |name: &'static [u8], value: &'static [u8]| -> Key<'a, H> {
-        Key::named(name, Value::Bytes(value), epoch1)
-    };
-    for (idx, node) in collected.nodes.iter().enumerate() {
-        let start = ids.len();
-        starts.push(start);
-        // Generated attributes first, as composefs-rs adds them (order matters for Epoch2).
-        if let Kind::Leaf {
-            content: LeafContent::Regular(file),
-            ..
-        } = &node.kind
-        {
-            let metacopy = format::XATTR_OVERLAY_METACOPY;
-            let redirect = format::XATTR_OVERLAY_REDIRECT;
-            match file {
-                RegularFile::External(id, _) => {
-                    ids.push(table.intern(Key::named(metacopy, Value::Metacopy(id), epoch1))?);
-                    ids.push(table.intern(Key::named(redirect, Value::Redirect(id), epoch1))?);
-                }
-                RegularFile::ExternalNoVerity(id, _) => {
-                    ids.push(table.intern(named(metacopy, b""))?);
-                    ids.push(table.intern(Key::named(redirect, Value::Redirect(id), epoch1))?);
-                }
-                RegularFile::Sparse(_) => ids.push(table.intern(named(metacopy, b""))?),
-                RegularFile::Inline(_) => {}
-            }
-        }
-        for (name, value) in &node.stat.xattrs {
-            ids.push(table.intern(Key::from_tree(name.as_bytes(), value, epoch1))?);
-        }
-        if node.escaped_whiteout {
-            ids.push(table.intern(named(format::XATTR_OVERLAY_WHITEOUT, b""))?);
-            ids.push(table.intern(named(format::XATTR_USERXATTR_WHITEOUT, b""))?);
-        }
-        if node.dir_whiteouts {
-            ids.push(table.intern(named(format::XATTR_OVERLAY_WHITEOUTS, b""))?);
-            ids.push(table.intern(named(format::XATTR_USERXATTR_WHITEOUTS, b""))?);
-            if version == FormatVersion::V1 {
-                ids.push(table.intern(named(format::XATTR_OVERLAY_OPAQUE, b"x"))?);
-                ids.push(table.intern(named(format::XATTR_USERXATTR_OPAQUE, b"x"))?);
-            }
-        }
-        if epoch1 && idx == 0 {
-            ids.push(table.intern(named(format::XATTR_OVERLAY_OPAQUE_ROOT, b"y"))?);
-        }
-        if epoch1 {
-            let keys = &table.keys;
-            ids[start..].sort_by(|&a, &b| keys[a as usize].cmp_epoch1(&keys[b as usize]));
-        }
-    }
-    starts.push(ids.len());
-
-    // C mkcomposefs's COMPOSEFS_FLAGS_HAS_ACL: any POSIX ACL attribute (Epoch1 only).
-    let has_acl = epoch1
-        && table.keys.iter().any(|k| {
-            k.prefix == format::XATTR_INDEX_POSIX_ACL_ACCESS
-                || k.prefix == format::XATTR_INDEX_POSIX_ACL_DEFAULT
-        });
-    table.choose_shared(epoch1);
-    // Shared attributes move to the front of each inode's list, keeping their order.
-    let mut scratch = Vec::new();
-    for w in starts.windows(2) {
-        let list = &mut ids[w[0]..w[1]];
-        if list.iter().any(|&id| table.is_shared(id)) {
-            scratch.clear();
-            scratch.extend(list.iter().copied().filter(|&id| table.is_shared(id)));
-            scratch.extend(list.iter().copied().filter(|&id| !table.is_shared(id)));
-            list.copy_from_slice(&scratch);
-        }
-    }
-
-    let min_mtime = collected
-        .nodes
-        .iter()
-        .map(|n| (n.stat.st_mtim_sec as u64, n.stat.st_mtim_nsec))
-        .min()
-        .unwrap_or((0, 0));
-    let mut plan = Plan {
-        version,
-        epoch1,
-        nodes: collected.nodes,
-        dirents: collected.dirents,
-        xattrs: table,
-        xattr_ids: ids,
-        xattr_start: starts,
-        min_mtime,
-        header_flags: if has_acl {
-            format::COMPOSEFS_FLAGS_HAS_ACL.get()
-        } else {
-            0
-        },
-    };
-    if epoch1 {
-        plan.promote_epoch1_tails();
-    }
-    Ok(plan)
 }
