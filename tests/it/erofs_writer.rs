@@ -444,3 +444,30 @@ fn cost_on_the_fedora_scale_tree() {
         }
     }
 }
+
+/// Trees composefs-rs's writer asserts on (a hardlinked whiteout: its debug assertion; a leaf
+/// index out of bounds: an index panic) and a name longer than a directory block: ours returns
+/// an image or an error, never panics.
+#[test]
+fn trees_composefs_rs_panics_on_are_errors_or_images() {
+    use composefs::erofs::format::FormatVersion::{V1, V2};
+    use composefs::generic_tree::LeafId;
+    let mut fs = Fs::new(st(0o755, 1000));
+    let id = fs.push_leaf(st(0o644, 1000), LeafContent::CharacterDevice(0));
+    for name in ["a", "b"] {
+        fs.root.insert(OsStr::new(name), Inode::leaf(id));
+    }
+    for version in [V1, V2] {
+        bootseal::erofs::image_bytes(&fs, version).unwrap();
+    }
+    fs.root.insert(OsStr::new("c"), Inode::leaf(LeafId(99)));
+    let long = "n".repeat(4085);
+    let mut fs2 = Fs::new(st(0o755, 1000));
+    add(&mut fs2, "", &long, st(0o644, 1000), inline(1));
+    for version in [V1, V2] {
+        let e = bootseal::erofs::image_bytes(&fs, version).unwrap_err();
+        assert!(e.to_string().contains("leaf 99"), "{e}");
+        let e = bootseal::erofs::image_bytes(&fs2, version).unwrap_err();
+        assert!(e.to_string().contains("4085 bytes"), "{e}");
+    }
+}
