@@ -144,7 +144,11 @@ fn write_xattr<H: FsVerityHashValue, O: Out>(o: &mut O, key: &Key<'_, H>) -> io:
     )?;
     o.put(head)?;
     o.put(tail)?;
-    key.with_value(|v| o.put(v))?;
+    if O::COUNTS_ONLY {
+        o.zeros(key.value_len() as u64)?;
+    } else {
+        key.with_value(|v| o.put(v))?;
+    }
     o.align(4)
 }
 
@@ -273,9 +277,12 @@ fn write_inode<H: FsVerityHashValue, O: Out>(
     let ids = p.xattr_ids(idx);
     if !ids.is_empty() {
         let shared = p.shared_count(idx);
-        let filter = ids
-            .iter()
-            .fold(0u32, |f, &id| f | p.xattrs.keys[id as usize].filter_bit());
+        let filter = if O::COUNTS_ONLY {
+            0
+        } else {
+            ids.iter()
+                .fold(0u32, |f, &id| f | p.xattrs.keys[id as usize].filter_bit())
+        };
         o.put(
             InodeXAttrHeader {
                 name_filter: (!filter).into(),

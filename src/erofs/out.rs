@@ -5,6 +5,8 @@ use std::io::{self, Write};
 
 /// Where the bytes go: counted only, or streamed.
 pub(super) trait Out {
+    /// Only positions matter: content need not be computed (the layout pass).
+    const COUNTS_ONLY: bool = false;
     fn pos(&self) -> u64;
     fn put(&mut self, bytes: &[u8]) -> io::Result<()>;
     fn zeros(&mut self, n: u64) -> io::Result<()>;
@@ -19,6 +21,7 @@ pub(super) trait Out {
 pub(super) struct Counter(pub u64);
 
 impl Out for Counter {
+    const COUNTS_ONLY: bool = true;
     fn pos(&self) -> u64 {
         self.0
     }

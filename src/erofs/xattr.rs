@@ -137,7 +137,21 @@ impl<'a, H: FsVerityHashValue> Key<'a, H> {
         match self.value {
             Value::Bytes(b) => f(b),
             Value::Metacopy(h) => f(OverlayMetacopy::new(h).as_bytes()),
-            Value::Redirect(h) => f(format!("/{}", h.to_object_pathname()).as_bytes()),
+            Value::Redirect(h) => {
+                // `/` + to_object_pathname() (`xx/yyyy…`), spelled on the stack.
+                let id = h.as_bytes();
+                let mut buf = [0u8; 2 + 2 * 64];
+                match buf.get_mut(..2 + 2 * id.len()) {
+                    Some(out) if !id.is_empty() => {
+                        out[0] = b'/';
+                        hex_into(&id[..1], &mut out[1..3]);
+                        out[3] = b'/';
+                        hex_into(&id[1..], &mut out[4..]);
+                        f(out)
+                    }
+                    _ => f(format!("/{}", h.to_object_pathname()).as_bytes()),
+                }
+            }
         }
     }
 
@@ -182,6 +196,15 @@ impl<'a, H: FsVerityHashValue> Key<'a, H> {
             .cmp(&other.prefix)
             .then_with(|| ah.iter().chain(at).cmp(bh.iter().chain(bt)))
             .then_with(|| self.with_value(|a| other.with_value(|b| a.cmp(b))))
+    }
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
 }
 
