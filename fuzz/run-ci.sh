@@ -2,7 +2,7 @@
 # The fuzz step of CI (.ci/run calls it; README "Run the tests"): builds every target with
 # libFuzzer on the stable toolchain and runs each, failing on any crash, hang, stack overflow
 # or oversized allocation. The targets run in two lanes, one per core: tar_tree (the largest
-# attack surface, and the slowest per input) alone, the other four one after another.
+# attack surface, and the slowest per input) alone, the other five one after another.
 #
 #   fuzz/run-ci.sh                  the CI gate: a fixed seed, a fixed number of runs per
 #                                   target and an empty scratch corpus, so the gate explores
@@ -20,7 +20,8 @@ cd "$(dirname "$0")"
 
 # target:runs:share (share: percent of the lane's time cap, or of SECS when exploring)
 lane_a=("tar_tree:300000:100")
-lane_b=("pe_uki:300000:45" "cmdline:800000:20" "manifest_json:1500000:20" "kargs_toml:600000:15")
+lane_b=("pe_uki:300000:35" "cmdline:800000:18" "manifest_json:1500000:17" "kargs_toml:600000:15"
+  "erofs_writer:1500:15")
 if [[ ${1:-} == --explore ]]; then
   explore=1
   seconds=${2:?usage: fuzz/run-ci.sh --explore SECONDS}

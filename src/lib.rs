@@ -18,6 +18,7 @@ pub mod content_digest;
 pub mod diff;
 pub mod digest;
 pub mod efi_keys;
+pub mod erofs;
 pub mod layer_stream;
 pub mod layer_writer;
 pub mod manifest;

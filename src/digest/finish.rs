@@ -32,8 +32,8 @@ pub(crate) struct Finished {
 }
 
 /// Stack for [`finish`]. composefs-rs walks the tree recursively (OCI and boot transforms,
-/// SELinux labelling, the EROFS writer's collection pass, the dumpfile writer, and freeing the
-/// tree), one frame or more per directory level; the tree is at most
+/// SELinux labelling, the dumpfile writer, and freeing the tree), one frame or more per
+/// directory level (bootseal's EROFS writer does not recurse); the tree is at most
 /// [`crate::tree::path::MAX_DEPTH`] deep. At that depth the test build was measured to
 /// overflow 4 MiB and to pass with 6 MiB (composefs-oci's own pipeline overflows the 2 MiB of a
 /// test or tokio thread there too), so 64 MiB leaves a tenfold margin whatever thread the
@@ -90,7 +90,10 @@ fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
     let transforms = start.elapsed();
 
     let erofs_start = Instant::now();
-    let (image, id) = fs.compute_image_bytes(opts.erofs_version.format());
+    // bootseal's writer (src/erofs), byte-identical to composefs-rs's `compute_image_bytes`:
+    // the image streams into the fs-verity hasher and is kept only when asked for.
+    let (id, image) = crate::erofs::image_digest(&fs, opts.erofs_version.format(), opts.keep_erofs)
+        .map_err(|e| format!("EROFS image: {e}"))?;
     let erofs_time = erofs_start.elapsed();
 
     let dumpfile = if opts.keep_dumpfile {
@@ -115,7 +118,7 @@ fn finish(tree: TreeBuilder, opts: &DigestOptions) -> Result<Finished, String> {
         },
         warnings,
         captured,
-        erofs: opts.keep_erofs.then(|| image.into_vec()),
+        erofs: image,
         dumpfile,
     })
 }
@@ -199,8 +202,8 @@ fn boot_transform(fs: &mut FileSystem<ObjectId>, stash: &Stash) -> Result<(), St
 }
 
 /// Longest extended attribute name and value the EROFS writer can record: it stores the name's
-/// length in a byte and the value's in 16 bits (composefs `erofs::writer::XAttr::write`) and
-/// would silently truncate them. Linux's own limits (XATTR_NAME_MAX 255, XATTR_SIZE_MAX 65536)
+/// length in a byte and the value's in 16 bits and, like composefs-rs's writer
+/// (`erofs::writer::XAttr::write`) that it matches byte for byte, would silently truncate them. Linux's own limits (XATTR_NAME_MAX 255, XATTR_SIZE_MAX 65536)
 /// mean no real file carries more.
 const XATTR_NAME_MAX: usize = 255;
 const XATTR_VALUE_MAX: usize = u16::MAX as usize;

@@ -4,7 +4,7 @@
 
 #[allow(dead_code)]
 #[path = "../../fuzz/entry_points.rs"]
-mod entry_points;
+pub mod entry_points;
 
 use std::path::Path;
 

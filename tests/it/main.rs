@@ -25,6 +25,7 @@ mod digest_selinux;
 mod digest_tools;
 mod efi_keys;
 mod erofs_kernel_mount;
+mod erofs_writer;
 mod fuzz_replay;
 mod offline_signing;
 mod pe_hostile;

@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod bootc_image;
+pub mod erofs_identity;
 pub mod fault_proxy;
 pub mod fedora_scale;
 pub mod image_builder;

@@ -77,6 +77,8 @@ pub fn check(name: &str, image: OciImage) -> DigestReport {
             v1 = Some(ours);
         }
     }
+    // bootseal's EROFS writer against composefs-rs's, whole images, on this image's tree.
+    super::erofs_identity::assert_image_identical(name, &built);
     v1.unwrap()
 }
 
