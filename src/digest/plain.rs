@@ -93,7 +93,10 @@ fn on_own_stack(mut fs: FileSystem<ObjectId>, version: ErofsVersion) -> Result<S
                 fs.transform_for_oci(&Default::default())
                     .map_err(|e| format!("OCI transform: {e}"))?;
                 super::finish::check_xattr_sizes(&fs)?;
-                Ok(fs.compute_image_id(version.format()).to_hex())
+                // The product's one writer (src/erofs), as for the bootable digest.
+                let (id, _) = crate::erofs::image_digest(&fs, version.format(), false)
+                    .map_err(|e| format!("EROFS image: {e}"))?;
+                Ok(id.to_hex())
             })
             .map_err(|e| format!("starting the digest thread: {e}"))?
             .join()
