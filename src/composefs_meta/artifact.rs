@@ -5,6 +5,7 @@
 //! `subject` the sealed image manifest; found through the OCI 1.1 referrers API or the
 //! referrers tag schema (`sha256-<hex>` index, distribution-spec 1.1 "Referrers Tag Schema").
 
+use crate::text::escape_controls;
 use serde_json::{Value, json};
 
 use super::{ARTIFACT_TYPE, Role, SIGNATURE_MEDIA_TYPE};
@@ -104,9 +105,13 @@ pub fn parse(json: &Value) -> Result<Parsed, String> {
     let mut entries: Vec<(Role, String, Descriptor)> = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         let desc: Descriptor = serde_json::from_value(layer.clone())
-            .map_err(|e| format!("artifact layer {i}: {e}"))?;
+            .map_err(|e| format!("artifact layer {i}: {}", escape_controls(&e.to_string())))?;
         if desc.media_type != SIGNATURE_MEDIA_TYPE {
-            return Err(format!("artifact layer {i} is a {}", desc.media_type));
+            // Input text in a one-line error: control characters escaped (fuzz: manifest_json).
+            return Err(format!(
+                "artifact layer {i} is a {}",
+                escape_controls(&desc.media_type)
+            ));
         }
         let ann = desc.annotations.clone().unwrap_or_default();
         let roles: Vec<(Role, String)> = ann
