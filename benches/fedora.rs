@@ -60,19 +60,7 @@ fn second_tag(image: &BuiltImage) -> BuiltImage {
         .layers;
     layers.extend(top);
     let b = OciImage::new().write_metadata(&dir, "b", layers);
-    let manifests: Vec<serde_json::Value> = [&a, &b]
-        .iter()
-        .map(|img| {
-            let blob = dir
-                .join("blobs/sha256")
-                .join(img.manifest_digest.trim_start_matches("sha256:"));
-            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": img.manifest_digest, "size": std::fs::metadata(blob).unwrap().len(),
-                "annotations": {"org.opencontainers.image.ref.name": img.tag}})
-        })
-        .collect();
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    common::image_builder::write_index(&dir, &[&a, &b]);
     std::fs::write(dir.join("complete"), b"").unwrap();
     b
 }

@@ -71,14 +71,7 @@ fn bench_images() -> Vec<BuiltImage> {
         layers.extend(top);
         images.push(OciImage::new().write_metadata(&dir, tag, layers));
     }
-    // write_metadata leaves only the last tag in index.json; name every tag.
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": images.iter().map(|img| {
-        let size = std::fs::metadata(dir.join("blobs/sha256").join(img.manifest_digest.trim_start_matches("sha256:"))).unwrap().len();
-        serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": img.manifest_digest, "size": size,
-            "annotations": {"org.opencontainers.image.ref.name": img.tag}})
-    }).collect::<Vec<_>>()});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    common::image_builder::write_index(&dir, &images.iter().collect::<Vec<_>>());
     std::fs::write(dir.join("complete"), b"").unwrap();
     tags.iter().map(|t| BuiltImage::load(&dir, t)).collect()
 }

@@ -440,6 +440,24 @@ impl BuiltImage {
     }
 }
 
+/// Rewrites `dir`'s index.json to name every one of `images` (written into `dir` by
+/// [`OciImage::write_metadata`], which leaves only the last tag in the index).
+pub fn write_index(dir: &Path, images: &[&BuiltImage]) {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|img| {
+            let blob = dir
+                .join("blobs/sha256")
+                .join(img.manifest_digest.trim_start_matches("sha256:"));
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": img.manifest_digest, "size": fs::metadata(blob).unwrap().len(),
+                "annotations": {"org.opencontainers.image.ref.name": img.tag}})
+        })
+        .collect();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
 /// An image to write as an OCI layout.
 pub struct OciImage {
     pub layers: Vec<LayerSpec>,
